@@ -1,0 +1,98 @@
+//! How a job handler says what went wrong.
+
+use std::time::Duration;
+
+use crate::BoxError;
+
+/// A handler failure with instructions for the worker.
+///
+/// Return it (boxed, or through `Into<BoxError>`) from a handler to choose
+/// what happens next: [`HandlerError::retry`] schedules another attempt (after
+/// `Retry-After` if given), [`HandlerError::permanent`] dead-letters the job at
+/// once. Any other error is treated as retryable.
+///
+/// ```
+/// use std::time::Duration;
+/// use webhook_armor::HandlerError;
+///
+/// let rate_limited = HandlerError::retry("downstream answered 429")
+///     .retry_after(Duration::from_secs(30));
+/// assert!(!rate_limited.is_permanent());
+/// let bad = HandlerError::permanent("payload lacks a customer id");
+/// assert!(bad.is_permanent());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    message: String,
+    permanent: bool,
+    retry_after: Option<Duration>,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl HandlerError {
+    /// A failure worth another attempt.
+    pub fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// A failure no retry can fix: dead-letter now.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            ..Self::retry(message)
+        }
+    }
+
+    /// Try again no sooner than `delay` (a downstream's Retry-After).
+    #[must_use]
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// With the underlying error.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Whether the job should go straight to the dead letters.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+
+    /// The delay the handler asked for.
+    pub fn requested_delay(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Reads any handler error as a `HandlerError`: itself if it is one
+    /// (also when wrapped by tower middleware that boxes errors), otherwise a
+    /// retryable failure carrying its message.
+    pub fn classify(error: BoxError) -> Self {
+        match error.downcast::<HandlerError>() {
+            Ok(handler_error) => *handler_error,
+            Err(other) => Self::retry(error_chain(&*other)).with_source(other),
+        }
+    }
+}
+
+/// `error: cause: cause`, so a dead letter's reason says everything.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

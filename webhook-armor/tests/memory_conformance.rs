@@ -1,0 +1,18 @@
+//! The memory backends pass the whole conformance suite.
+
+use std::sync::Arc;
+
+use webhook_armor::conformance::Backend;
+use webhook_armor::memory::{MemoryEventBus, MemoryIdempotencyStore, MemoryQueue};
+
+async fn memory() -> Backend {
+    let queue = Arc::new(MemoryQueue::new());
+    Backend {
+        idempotency: Arc::new(MemoryIdempotencyStore::new()),
+        queue: queue.clone(),
+        dead_letters: queue,
+        events: Arc::new(MemoryEventBus::default()),
+    }
+}
+
+webhook_armor::conformance_tests!(memory);
