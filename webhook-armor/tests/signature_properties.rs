@@ -7,11 +7,14 @@ use proptest::prelude::*;
 use webhook_armor::Verifier;
 use webhook_armor::verify::{GitHub, Shopify, Slack, StandardWebhooks, Stripe};
 
+/// A scheme's signer: (id, timestamp, body) to the signature header value.
+type Signer = Box<dyn Fn(&str, i64, &[u8]) -> String>;
+
 /// One scheme, reduced to: sign, then build the request head from the parts.
 struct Case {
     verifier: Box<dyn Verifier>,
     /// The signature header value for (id, timestamp, body).
-    sign: Box<dyn Fn(&str, i64, &[u8]) -> String>,
+    sign: Signer,
     /// Request head carrying (signature, id, timestamp).
     head: fn(&str, &str, i64) -> Parts,
     /// Characters before the encoded signature that are not part of it.
