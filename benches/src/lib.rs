@@ -1,1 +1,1 @@
-
+//! Benchmarks live in `benches/`: `cargo bench -p webhook-armor-benches`.

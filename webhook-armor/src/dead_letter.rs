@@ -32,6 +32,20 @@ pub struct DeadLetter {
     pub state: DeadLetterState,
 }
 
+impl DeadLetter {
+    /// A pending dead letter for `job`, dead-lettered at `dead_lettered_at_ms`
+    /// after `job.attempt` attempts; for backends building letters from storage.
+    pub fn from_job(job: Job, reason: impl Into<String>, dead_lettered_at_ms: i64) -> Self {
+        Self {
+            attempts: job.attempt,
+            job,
+            reason: reason.into(),
+            dead_lettered_at_ms,
+            state: DeadLetterState::Pending,
+        }
+    }
+}
+
 /// Which dead letters to list or replay. All set conditions must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -59,6 +73,13 @@ impl DeadLetterFilter {
             state: Some(DeadLetterState::Pending),
             ..Self::default()
         }
+    }
+
+    /// Also requiring `state`.
+    #[must_use]
+    pub fn with_state(mut self, state: DeadLetterState) -> Self {
+        self.state = Some(state);
+        self
     }
 
     /// Also requiring metadata `key` = `value`.

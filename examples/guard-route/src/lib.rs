@@ -42,8 +42,14 @@ mod tests {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     fn delivery(id: &str, body: &'static str, secret: &str) -> Request<Body> {
-        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-        let signature = StandardWebhooks::new([secret]).unwrap().sign(id, timestamp, body.as_bytes());
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signature =
+            StandardWebhooks::new([secret])
+                .unwrap()
+                .sign(id, timestamp, body.as_bytes());
         Request::post("/webhook")
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -53,12 +59,24 @@ mod tests {
     }
 
     async fn body_text(response: axum::response::Response) -> String {
-        String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
     }
 
     #[tokio::test]
     async fn authentic_delivery_is_processed() {
-        let response = app(SECRET).oneshot(delivery("msg_1", "{}", SECRET)).await.unwrap();
+        let response = app(SECRET)
+            .oneshot(delivery("msg_1", "{}", SECRET))
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(body_text(response).await, "processed msg_1 (2 bytes)\n");
     }
@@ -73,10 +91,18 @@ mod tests {
     #[tokio::test]
     async fn redelivery_is_answered_without_processing_again() {
         let app = app(SECRET);
-        let first = app.clone().oneshot(delivery("msg_1", "{}", SECRET)).await.unwrap();
+        let first = app
+            .clone()
+            .oneshot(delivery("msg_1", "{}", SECRET))
+            .await
+            .unwrap();
         assert_eq!(body_text(first).await, "processed msg_1 (2 bytes)\n");
         let again = app.oneshot(delivery("msg_1", "{}", SECRET)).await.unwrap();
         assert_eq!(again.status(), StatusCode::OK);
-        assert_eq!(body_text(again).await, "ok", "answered by the layer, not the handler");
+        assert_eq!(
+            body_text(again).await,
+            "ok",
+            "answered by the layer, not the handler"
+        );
     }
 }

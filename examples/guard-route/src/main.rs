@@ -33,21 +33,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn demo(address: std::net::SocketAddr, secret: String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let body = r#"{"type":"invoice.paid","amount":4200}"#;
     let signer = StandardWebhooks::new([&secret]).expect("valid secret");
     let good = signer.sign("msg_demo_1", timestamp, body.as_bytes());
     let forged = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned();
-    for (label, signature) in [("authentic", &good), ("redelivered", &good), ("forged", &forged)] {
+    for (label, signature) in [
+        ("authentic", &good),
+        ("redelivered", &good),
+        ("forged", &forged),
+    ] {
         let request = format!(
             "POST /webhook HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-type: application/json\r\n\
              webhook-id: msg_demo_1\r\nwebhook-timestamp: {timestamp}\r\nwebhook-signature: {signature}\r\n\
              content-length: {}\r\n\r\n{body}",
             body.len()
         );
-        let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else { return };
+        let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+            return;
+        };
         let mut response = String::new();
-        if stream.write_all(request.as_bytes()).await.is_ok() && stream.read_to_string(&mut response).await.is_ok() {
+        if stream.write_all(request.as_bytes()).await.is_ok()
+            && stream.read_to_string(&mut response).await.is_ok()
+        {
             let status = response.lines().next().unwrap_or_default();
             let reply = response.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
             println!("{label:>12} delivery -> {status} {reply:?}");

@@ -1,0 +1,206 @@
+//! The Lua scripts that make each queue step atomic on the server.
+//!
+//! Every script reads the time from Redis (`TIME`), never from the client, so
+//! workers on machines with skewed clocks agree on lease deadlines and run-at
+//! times. All keys share one hash tag, so each script touches one slot.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Current server time in milliseconds, as a Lua prelude.
+const NOW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{NOW}\n{body}"))
+}
+
+/// Claim an idempotency key. KEYS: key. ARGV: token, ttl ms.
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], 'p:' .. ARGV[1], 'PX', ARGV[2])
+  return 'acquired'
+end
+if held == 'c' then return 'completed' end
+return 'in_progress'
+",
+    )
+});
+
+/// Complete a held key. KEYS: key. ARGV: token, ttl ms.
+pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+if redis.call('GET', KEYS[1]) ~= 'p:' .. ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'c', 'PX', ARGV[2])
+return 1
+",
+    )
+});
+
+/// Release a held key. KEYS: key. ARGV: token.
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+if redis.call('GET', KEYS[1]) ~= 'p:' .. ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+",
+    )
+});
+
+/// Enqueue unless the id is known. KEYS: job, ready, scheduled.
+/// ARGV: id, payload, metadata json, delay ms. Returns 1 if new, 0 if duplicate.
+pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local delay = tonumber(ARGV[4])
+local status = 'r'
+if delay > 0 then status = 's' end
+redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'meta', ARGV[3], 'attempt', 0, 'enq', now, 'st', status)
+if delay > 0 then
+  redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
+else
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+end
+return 1
+",
+    )
+});
+
+/// Promote due retries, recover expired leases, lease up to max jobs.
+/// KEYS: ready, scheduled, leased. ARGV: max, lease ms, job key prefix,
+/// then one fresh token per job. Returns {id, payload, meta, attempt, enq, err, token} per job.
+pub(crate) static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local prefix = ARGV[3]
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('HSET', prefix .. id, 'st', 'r')
+  redis.call('RPUSH', KEYS[1], id)
+end
+-- Leases past their deadline belong to crashed or stalled workers: their
+-- jobs go to the front, they have waited longest.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('HSET', prefix .. id, 'st', 'r', 'tok', '')
+  redis.call('LPUSH', KEYS[1], id)
+end
+local ids = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
+if not ids then return {} end
+local deadline = now + tonumber(ARGV[2])
+local leased = {}
+for i, id in ipairs(ids) do
+  local key = prefix .. id
+  local token = ARGV[3 + i]
+  local attempt = redis.call('HINCRBY', key, 'attempt', 1)
+  redis.call('HSET', key, 'st', 'l', 'tok', token)
+  redis.call('ZADD', KEYS[3], deadline, id)
+  local f = redis.call('HMGET', key, 'payload', 'meta', 'enq', 'err')
+  leased[i] = {id, f[1], f[2], attempt, f[3], f[4] or '', token}
+end
+return leased
+",
+    )
+});
+
+/// The fencing check shared by ack, nack and dead-letter: the lease must be
+/// current and its deadline ahead. KEYS[1] job, KEYS[2] leased; ARGV[1] id, ARGV[2] token.
+const HELD: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'st', 'tok')
+if f[1] ~= 'l' or f[2] ~= ARGV[2] then return 0 end
+local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not deadline or tonumber(deadline) <= now then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+";
+
+fn fenced(body: &str) -> Script {
+    script(&format!("{HELD}\n{body}"))
+}
+
+/// Ack. KEYS: job, leased. ARGV: id, token, retention ms.
+pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
+    fenced(
+        r"
+redis.call('HSET', KEYS[1], 'st', 'c', 'tok', '')
+-- Only the id is needed to refuse duplicates; drop the body now.
+redis.call('HDEL', KEYS[1], 'payload')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+",
+    )
+});
+
+/// Nack. KEYS: job, leased, scheduled. ARGV: id, token, delay ms, error.
+pub(crate) static NACK: LazyLock<Script> = LazyLock::new(|| {
+    fenced(
+        r"
+redis.call('HSET', KEYS[1], 'st', 's', 'tok', '', 'err', ARGV[4])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+",
+    )
+});
+
+/// Dead-letter. KEYS: job, leased, letters index, letter, pending counter.
+/// ARGV: id, token, reason.
+pub(crate) static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
+    fenced(
+        r"
+redis.call('HSET', KEYS[1], 'st', 'd', 'tok', '', 'err', ARGV[3])
+local f = redis.call('HMGET', KEYS[1], 'payload', 'meta', 'enq', 'attempt')
+redis.call('DEL', KEYS[4])
+redis.call('HSET', KEYS[4], 'payload', f[1], 'meta', f[2], 'enq', f[3], 'attempts', f[4],
+  'reason', ARGV[3], 'at', now, 'state', 'pending')
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('INCR', KEYS[5])
+return 1
+",
+    )
+});
+
+/// Replay. KEYS: letter, job, ready, pending counter. ARGV: id.
+/// Returns 1 requeued, 0 already replayed, -1 unknown.
+pub(crate) static REPLAY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if state == 'replayed' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'replayed')
+redis.call('DECR', KEYS[4])
+local f = redis.call('HMGET', KEYS[1], 'payload', 'meta', 'enq', 'reason')
+redis.call('HSET', KEYS[2], 'payload', f[1], 'meta', f[2], 'enq', f[3], 'err', f[4],
+  'attempt', 0, 'st', 'r', 'tok', '')
+redis.call('PERSIST', KEYS[2])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return 1
+",
+    )
+});
+
+/// Discard. KEYS: letter, job, letters index, pending counter. ARGV: id.
+/// Returns 1 if a letter was deleted.
+pub(crate) static DISCARD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if state == 'pending' then
+  redis.call('DECR', KEYS[4])
+  redis.call('DEL', KEYS[2])
+end
+return 1
+",
+    )
+});

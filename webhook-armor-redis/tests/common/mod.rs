@@ -1,0 +1,33 @@
+//! Shared set-up: a real Redis, one fresh key prefix per test.
+
+#![allow(dead_code)]
+
+use webhook_armor_redis::{RedisBackend, RedisConfig};
+
+/// `REDIS_URL`, or the local server.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix no other test uses, so tests run in parallel on one server.
+pub fn unique_prefix(test: &str) -> String {
+    format!("wa-test-{test}-{:016x}", fastrand_u64())
+}
+
+fn fastrand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// A backend on a fresh prefix. Panics (fails the test) if Redis is not
+/// reachable: a backend test never skips silently.
+pub async fn backend_with(config: RedisConfig) -> RedisBackend {
+    let url = redis_url();
+    RedisBackend::connect(&url, config)
+        .await
+        .unwrap_or_else(|error| panic!("Redis must be reachable at {url} (set REDIS_URL): {error}"))
+}
+
+pub async fn backend(test: &str) -> RedisBackend {
+    backend_with(RedisConfig::new(unique_prefix(test))).await
+}
