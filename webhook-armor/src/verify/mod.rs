@@ -181,9 +181,72 @@ pub(crate) fn body_digest_id(body: &[u8]) -> String {
 
 /// A top-level string field of a JSON body, read only after the signature
 /// checked out (the bytes are authentic, so parsing them is safe).
+///
+/// Reading stops at the field: providers put the id first (Stripe's
+/// `{"id": "evt_..."`), so finding it costs a few bytes of parsing, not a
+/// second pass over the whole body next to the HMAC's.
 pub(crate) fn json_string_field(body: &[u8], field: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value.get(field)?.as_str().map(str::to_owned)
+    use serde::de::{Deserializer, Error, IgnoredAny, MapAccess, Visitor};
+
+    struct FieldVisitor<'a> {
+        field: &'a str,
+        found: &'a mut Option<String>,
+    }
+
+    impl<'de> Visitor<'de> for FieldVisitor<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == self.field {
+                    let value: serde_json::Value = map.next_value()?;
+                    *self.found = value.as_str().map(str::to_owned);
+                    // Leaving a map before its end is only possible as an
+                    // error; the caller reads `found`, not the error.
+                    return Err(A::Error::custom("field found"));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut found = None;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let _ = deserializer.deserialize_map(FieldVisitor {
+        field,
+        found: &mut found,
+    });
+    found
+}
+
+#[cfg(test)]
+mod json_field_tests {
+    use super::json_string_field;
+
+    #[test]
+    fn reads_top_level_strings_only() {
+        let body =
+            br#"{"object":"event","data":{"id":"inner"},"id":"evt_1","tail":[1,2,{"x":"y"}]}"#;
+        assert_eq!(json_string_field(body, "id").as_deref(), Some("evt_1"));
+        assert_eq!(
+            json_string_field(br#"{"id":"evt \"quoted\" at line 3"}"#, "id").as_deref(),
+            Some("evt \"quoted\" at line 3")
+        );
+        assert_eq!(json_string_field(br#"{"id":42}"#, "id"), None);
+        assert_eq!(json_string_field(br#"{"data":{"id":"inner"}}"#, "id"), None);
+        assert_eq!(json_string_field(b"not json", "id"), None);
+        assert_eq!(json_string_field(br#"["id"]"#, "id"), None);
+        // Stops at the field: what follows need not even be valid.
+        assert_eq!(
+            json_string_field(br#"{"id":"evt_2", garbage"#, "id").as_deref(),
+            Some("evt_2")
+        );
+    }
 }
 
 #[cfg(test)]

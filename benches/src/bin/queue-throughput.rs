@@ -1,0 +1,204 @@
+//! End-to-end queue throughput: producers enqueue N jobs while workers lease
+//! them in batches and ack each one; prints one JSON line per run.
+//!
+//! ```sh
+//! cargo run --release -p webhook-armor-benches --bin queue-throughput -- redis 100000
+//! cargo run --release -p webhook-armor-benches --bin queue-throughput -- memory 100000
+//! ```
+//!
+//! The `redis` run also measures a baseline in the same process: the same
+//! number of jobs through a bare Redis list (RPUSH, LPOP, DEL, no atomicity,
+//! no leases, no fencing), so the price of crash safety is a ratio, not a guess.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use webhook_armor::memory::MemoryQueue;
+use webhook_armor::queue::{NewJob, Queue};
+use webhook_armor_redis::{RedisBackend, RedisConfig};
+
+const PRODUCERS: usize = 32;
+const WORKERS: usize = 4;
+const BATCH: usize = 256;
+const PAYLOAD: &[u8] = br#"{"type":"invoice.paid","data":{"amount":4200,"currency":"eur"}}"#;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let backend = args.next().unwrap_or_else(|| "memory".into());
+    let jobs: usize = args
+        .next()
+        .map_or(100_000, |n| n.parse().expect("job count"));
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let run = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+
+    let (queue, connections): (Arc<dyn Queue>, Vec<Arc<dyn Queue>>) = match backend.as_str() {
+        "memory" => {
+            let queue = Arc::new(MemoryQueue::new().completed_retention(Duration::from_secs(5)));
+            (
+                queue.clone(),
+                (0..WORKERS)
+                    .map(|_| queue.clone() as Arc<dyn Queue>)
+                    .collect(),
+            )
+        }
+        "redis" => {
+            let config = RedisConfig::new(format!("bench-{run}"))
+                .completed_retention(Duration::from_secs(60));
+            let producer = Arc::new(
+                RedisBackend::connect(&url, config.clone())
+                    .await
+                    .expect("Redis reachable"),
+            );
+            let mut workers: Vec<Arc<dyn Queue>> = Vec::new();
+            for _ in 0..WORKERS {
+                // One connection per worker, as separate processes would have.
+                workers.push(Arc::new(
+                    RedisBackend::connect(&url, config.clone())
+                        .await
+                        .expect("Redis reachable"),
+                ));
+            }
+            (producer, workers)
+        }
+        other => panic!("unknown backend {other}; use memory or redis"),
+    };
+
+    let elapsed = pipeline(queue, connections, jobs).await;
+    let rate = jobs as f64 / elapsed.as_secs_f64();
+    let mut report = serde_json::json!({
+        "bench": "queue-throughput",
+        "backend": backend,
+        "jobs": jobs,
+        "producers": PRODUCERS,
+        "workers": WORKERS,
+        "lease_batch": BATCH,
+        "seconds": elapsed.as_secs_f64(),
+        "jobs_per_second": rate.round(),
+    });
+    if backend == "redis" {
+        let baseline = bare_redis_list(&url, &format!("bench-bare-{run}"), jobs).await;
+        let baseline_rate = jobs as f64 / baseline.as_secs_f64();
+        report["baseline"] = "bare Redis list: RPUSH + LPOP + DEL per job, same concurrency".into();
+        report["baseline_jobs_per_second"] = baseline_rate.round().into();
+        report["ratio_to_baseline"] = ((rate / baseline_rate) * 100.0).round().into();
+    }
+    println!("{report}");
+}
+
+/// Enqueue `jobs` from PRODUCERS tasks while WORKERS lease and ack; the time
+/// until the last ack.
+async fn pipeline(producer: Arc<dyn Queue>, workers: Vec<Arc<dyn Queue>>, jobs: usize) -> Duration {
+    let acked = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let queue = producer.clone();
+            tokio::spawn(async move {
+                for i in (p..jobs).step_by(PRODUCERS) {
+                    queue
+                        .enqueue(NewJob::new(format!("job-{i}"), PAYLOAD))
+                        .await
+                        .expect("enqueue");
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = workers
+        .into_iter()
+        .map(|queue| {
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                while acked.load(Ordering::Relaxed) < jobs {
+                    let leases = queue
+                        .lease(BATCH, Duration::from_secs(60))
+                        .await
+                        .expect("lease");
+                    if leases.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    // Acks of one batch go out together and pipeline on the connection.
+                    let acks = leases.iter().map(|lease| queue.ack(lease));
+                    for result in futures_util::future::join_all(acks).await {
+                        result.expect("ack");
+                    }
+                    acked.fetch_add(leases.len(), Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in producers.into_iter().chain(consumers) {
+        task.await.unwrap();
+    }
+    start.elapsed()
+}
+
+/// The same flow through a plain Redis list: what Redis does with no
+/// guarantees beyond the list itself.
+async fn bare_redis_list(url: &str, key: &str, jobs: usize) -> Duration {
+    let client = redis::Client::open(url).unwrap();
+    let producer = client.get_multiplexed_async_connection().await.unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let mut connection = producer.clone();
+            let key = key.to_owned();
+            tokio::spawn(async move {
+                for i in (p..jobs).step_by(PRODUCERS) {
+                    let _: () = redis::cmd("RPUSH")
+                        .arg(&key)
+                        .arg(format!("job-{i}"))
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut consumers = Vec::new();
+    for _ in 0..WORKERS {
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let (key, done) = (key.to_owned(), done.clone());
+        consumers.push(tokio::spawn(async move {
+            while done.load(Ordering::Relaxed) < jobs {
+                let ids: Option<Vec<String>> = redis::cmd("LPOP")
+                    .arg(&key)
+                    .arg(BATCH)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                let Some(ids) = ids else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                let deletes = ids.iter().map(|id| {
+                    let mut connection = connection.clone();
+                    let item = format!("{key}:{id}");
+                    async move {
+                        redis::cmd("DEL")
+                            .arg(item)
+                            .query_async::<()>(&mut connection)
+                            .await
+                    }
+                });
+                for result in futures_util::future::join_all(deletes).await {
+                    result.unwrap();
+                }
+                done.fetch_add(ids.len(), Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in producers.into_iter().chain(consumers) {
+        task.await.unwrap();
+    }
+    start.elapsed()
+}
