@@ -1,0 +1,186 @@
+//! Group commit: concurrent enqueues (and acks) share one statement and one
+//! WAL flush. Each caller waits for the commit of the batch it joined, so an
+//! answer still means "durably stored".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::{PgPool, Row};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use webhook_armor::queue::{Enqueued, NewJob};
+use webhook_armor::{Error, Result};
+
+use crate::queue::encode_metadata;
+
+/// Most requests one statement carries.
+const MAX_BATCH: usize = 1000;
+/// Batches in flight at once; while all are busy, the next batch fills up.
+const IN_FLIGHT: usize = 4;
+/// Requests waiting for a batch before callers feel backpressure.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+pub(crate) struct EnqueueRequest {
+    pub(crate) job: NewJob,
+    pub(crate) reply: oneshot::Sender<Result<Enqueued>>,
+}
+
+pub(crate) struct AckRequest {
+    pub(crate) id: String,
+    pub(crate) token: String,
+    pub(crate) reply: oneshot::Sender<Result<()>>,
+}
+
+/// Runs `flush` on batches of requests from the returned sender, IN_FLIGHT at
+/// a time, until every sender is dropped.
+fn spawn_batcher<R, F, Fut>(flush: F) -> mpsc::Sender<R>
+where
+    R: Send + 'static,
+    F: Fn(Vec<R>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, mut receiver) = mpsc::channel::<R>(QUEUE_DEPTH);
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut buffer = Vec::with_capacity(MAX_BATCH);
+        loop {
+            // Take a slot before draining, so requests pile up into one
+            // batch while every slot is busy: that is the group commit.
+            let slot = slots.clone().acquire_owned().await.expect("never closed");
+            if receiver.recv_many(&mut buffer, MAX_BATCH).await == 0 {
+                return;
+            }
+            let batch = std::mem::replace(&mut buffer, Vec::with_capacity(MAX_BATCH));
+            let work = flush(batch);
+            tokio::spawn(async move {
+                work.await;
+                drop(slot);
+            });
+        }
+    });
+    sender
+}
+
+/// One error per caller: the batch failed, so did each request in it.
+fn batch_error(error: &sqlx::Error) -> Error {
+    Error::Backend(format!("batched statement failed: {error}").into())
+}
+
+pub(crate) fn spawn_enqueuer(pool: PgPool, work_channel: String) -> mpsc::Sender<EnqueueRequest> {
+    spawn_batcher(move |batch: Vec<EnqueueRequest>| {
+        let (pool, work_channel) = (pool.clone(), work_channel.clone());
+        async move {
+            let ids: Vec<&str> = batch.iter().map(|r| r.job.id.as_str()).collect();
+            let payloads: Vec<&[u8]> = batch.iter().map(|r| r.job.payload.as_ref()).collect();
+            let metadata: Vec<String> = batch
+                .iter()
+                .map(|r| encode_metadata(&r.job.metadata))
+                .collect();
+            let delays: Vec<i64> = batch.iter().map(|r| crate::millis(r.job.delay)).collect();
+            let inserted = sqlx::query(INSERT_BATCH)
+                .bind(&ids)
+                .bind(&payloads)
+                .bind(&metadata)
+                .bind(&delays)
+                .fetch_all(&pool)
+                .await;
+            match inserted {
+                Ok(rows) => {
+                    let mut new: HashMap<String, ()> = rows
+                        .iter()
+                        .map(|row| (row.get::<String, _>(0), ()))
+                        .collect();
+                    if !new.is_empty() {
+                        wake_workers(&pool, &work_channel).await;
+                    }
+                    for request in batch {
+                        // With one id twice in a batch, the first caller is the new one.
+                        let outcome = if new.remove(&request.job.id).is_some() {
+                            Enqueued::New
+                        } else {
+                            Enqueued::Duplicate
+                        };
+                        let _ = request.reply.send(Ok(outcome));
+                    }
+                }
+                Err(error) => {
+                    for request in batch {
+                        let _ = request.reply.send(Err(batch_error(&error)));
+                    }
+                }
+            }
+        }
+    })
+}
+
+pub(crate) fn spawn_acker(pool: PgPool) -> mpsc::Sender<AckRequest> {
+    spawn_batcher(move |batch: Vec<AckRequest>| {
+        let pool = pool.clone();
+        async move {
+            let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
+            let tokens: Vec<&str> = batch.iter().map(|r| r.token.as_str()).collect();
+            match sqlx::query(ACK_BATCH)
+                .bind(&ids)
+                .bind(&tokens)
+                .fetch_all(&pool)
+                .await
+            {
+                Ok(rows) => {
+                    let mut acked: HashMap<String, ()> = rows
+                        .iter()
+                        .map(|row| (row.get::<String, _>(0), ()))
+                        .collect();
+                    for request in batch {
+                        let outcome = if acked.remove(&request.id).is_some() {
+                            Ok(())
+                        } else {
+                            Err(Error::LeaseLost)
+                        };
+                        let _ = request.reply.send(outcome);
+                    }
+                }
+                Err(error) => {
+                    for request in batch {
+                        let _ = request.reply.send(Err(batch_error(&error)));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Wakes idle workers (their LISTEN); a lost notification only costs a poll interval.
+pub(crate) async fn wake_workers(pool: &PgPool, channel: &str) {
+    if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(pool)
+        .await
+    {
+        tracing::debug!(%error, "could not notify workers; they will poll");
+    }
+}
+
+/// Dedup + enqueue of a whole batch, in input order.
+pub(crate) const INSERT_BATCH: &str = "
+INSERT INTO jobs (id, payload, metadata, status, run_at)
+SELECT id, payload, metadata::jsonb, 'ready', now() + delay_ms * interval '1 millisecond'
+FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[]) WITH ORDINALITY AS t(id, payload, metadata, delay_ms, ord)
+ORDER BY ord
+ON CONFLICT (id) DO NOTHING
+RETURNING id";
+
+/// Fenced ack of a whole batch, logging each attempt; returns the acked ids.
+pub(crate) const ACK_BATCH: &str = "
+WITH input AS (SELECT * FROM unnest($1::text[], $2::text[]) AS t(id, token)),
+done AS (
+    UPDATE jobs j
+    SET status = 'completed', completed_at = now(), payload = '\\x'::bytea,
+        lease_token = NULL, lease_until = NULL
+    FROM input
+    WHERE j.id = input.id AND j.status = 'leased' AND j.lease_token = input.token AND j.lease_until > now()
+    RETURNING j.id, j.attempt, j.leased_at
+),
+logged AS (
+    INSERT INTO attempts (job_id, attempt, outcome, duration_ms)
+    SELECT id, attempt, 'completed', (extract(epoch FROM clock_timestamp() - leased_at) * 1000)::bigint FROM done
+)
+SELECT id FROM done";

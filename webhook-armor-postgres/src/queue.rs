@@ -1,0 +1,258 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+use sqlx::Row;
+use tokio::sync::oneshot;
+use webhook_armor::queue::{Enqueued, Job, Lease, LeaseToken, NewJob, Queue, QueueStats};
+use webhook_armor::{Error, Result};
+
+use crate::batch::{self, AckRequest, EnqueueRequest};
+use crate::{PostgresBackend, backend, millis};
+
+pub(crate) fn encode_metadata(metadata: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(metadata).expect("string maps serialise")
+}
+
+pub(crate) fn decode_metadata(value: serde_json::Value) -> Result<BTreeMap<String, String>> {
+    serde_json::from_value(value)
+        .map_err(|e| Error::Backend(format!("corrupt job metadata: {e}").into()))
+}
+
+/// One processing attempt as the attempt log recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct AttemptRecord {
+    /// The job (event) id.
+    pub job_id: String,
+    /// Attempt number, 1 for the first.
+    pub attempt: u32,
+    /// `completed`, `retrying` or `dead_lettered`.
+    pub outcome: String,
+    /// The error, for failed attempts.
+    pub error: Option<String>,
+    /// From lease to outcome, milliseconds.
+    pub duration_ms: i64,
+    /// When the attempt ended, Unix milliseconds.
+    pub finished_at_ms: i64,
+}
+
+impl PostgresBackend {
+    /// Every recorded attempt of `job_id`, oldest first.
+    pub async fn attempts(&self, job_id: &str) -> Result<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT job_id, attempt, outcome, error, duration_ms,
+                    (extract(epoch FROM finished_at) * 1000)::bigint AS finished_at_ms
+             FROM attempts WHERE job_id = $1 ORDER BY finished_at, attempt",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AttemptRecord {
+                job_id: row.get("job_id"),
+                attempt: u32::try_from(row.get::<i32, _>("attempt")).unwrap_or(0),
+                outcome: row.get("outcome"),
+                error: row.get("error"),
+                duration_ms: row.get("duration_ms"),
+                finished_at_ms: row.get("finished_at_ms"),
+            })
+            .collect())
+    }
+
+    async fn enqueue_now(&self, job: NewJob) -> Result<Enqueued> {
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, payload, metadata, status, run_at)
+             VALUES ($1, $2, $3::jsonb, 'ready', now() + $4 * interval '1 millisecond')
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&job.id)
+        .bind(job.payload.as_ref())
+        .bind(encode_metadata(&job.metadata))
+        .bind(millis(job.delay))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if inserted.rows_affected() == 1 {
+            batch::wake_workers(&self.pool, &crate::work_channel(&self.config.schema)).await;
+            Ok(Enqueued::New)
+        } else {
+            Ok(Enqueued::Duplicate)
+        }
+    }
+
+    async fn ack_now(&self, lease: &Lease) -> Result<()> {
+        let acked = sqlx::query(batch::ACK_BATCH)
+            .bind(vec![lease.job.id.as_str()])
+            .bind(vec![lease.token.0.as_str()])
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        if acked.is_empty() {
+            Err(Error::LeaseLost)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A channel to the group-commit task that has stopped: only possible while
+/// the runtime shuts down.
+fn batcher_gone() -> Error {
+    Error::Backend("group-commit task stopped (runtime shutting down?)".into())
+}
+
+#[async_trait]
+impl Queue for PostgresBackend {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let Some(enqueues) = &self.enqueues else {
+            return self.enqueue_now(job).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        enqueues
+            .send(EnqueueRequest { job, reply })
+            .await
+            .map_err(|_| batcher_gone())?;
+        answer.await.map_err(|_| batcher_gone())?
+    }
+
+    async fn lease(&self, max: usize, lease_for: Duration) -> Result<Vec<Lease>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT * FROM lease_jobs($1, $2)")
+            .bind(i32::try_from(max).unwrap_or(i32::MAX))
+            .bind(millis(lease_for).max(1))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let mut leased = rows
+            .into_iter()
+            .map(|row| {
+                let mut job = Job::from_new(
+                    NewJob::new(
+                        row.get::<String, _>("id"),
+                        Bytes::from(row.get::<Vec<u8>, _>("payload")),
+                    ),
+                    row.get("enqueued_at_ms"),
+                );
+                job.metadata = decode_metadata(row.get("metadata"))?;
+                job.attempt = u32::try_from(row.get::<i32, _>("attempt")).unwrap_or(0);
+                job.last_error = row.get("last_error");
+                let lease = Lease {
+                    job,
+                    token: LeaseToken(row.get("lease_token")),
+                };
+                Ok((row.get::<i64, _>("seq"), lease))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING has no order; hand jobs out oldest first.
+        leased.sort_by_key(|(seq, _)| *seq);
+        Ok(leased.into_iter().map(|(_, lease)| lease).collect())
+    }
+
+    async fn ack(&self, lease: &Lease) -> Result<()> {
+        let Some(acks) = &self.acks else {
+            return self.ack_now(lease).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = AckRequest {
+            id: lease.job.id.clone(),
+            token: lease.token.0.clone(),
+            reply,
+        };
+        acks.send(request).await.map_err(|_| batcher_gone())?;
+        answer.await.map_err(|_| batcher_gone())?
+    }
+
+    async fn nack(&self, lease: &Lease, retry_in: Duration, error: &str) -> Result<()> {
+        let rows = sqlx::query(
+            "WITH failed AS (
+                 UPDATE jobs SET status = 'ready', run_at = now() + $3 * interval '1 millisecond',
+                        last_error = $4, lease_token = NULL, lease_until = NULL
+                 WHERE id = $1 AND status = 'leased' AND lease_token = $2 AND lease_until > now()
+                 RETURNING id, attempt, leased_at
+             ),
+             logged AS (
+                 INSERT INTO attempts (job_id, attempt, outcome, error, duration_ms)
+                 SELECT id, attempt, 'retrying', $4, (extract(epoch FROM clock_timestamp() - leased_at) * 1000)::bigint
+                 FROM failed
+             )
+             SELECT id FROM failed",
+        )
+        .bind(&lease.job.id)
+        .bind(&lease.token.0)
+        .bind(millis(retry_in))
+        .bind(error)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        if rows.is_empty() {
+            Err(Error::LeaseLost)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<()> {
+        let rows = sqlx::query(
+            "WITH dead AS (
+                 UPDATE jobs SET status = 'dead', last_error = $3, lease_token = NULL, lease_until = NULL
+                 WHERE id = $1 AND status = 'leased' AND lease_token = $2 AND lease_until > now()
+                 RETURNING id, payload, metadata, enqueued_at, attempt, leased_at
+             ),
+             letter AS (
+                 INSERT INTO dead_letters (id, payload, metadata, enqueued_at, attempts, reason, dead_lettered_at, state)
+                 SELECT id, payload, metadata, enqueued_at, attempt, $3, clock_timestamp(), 'pending' FROM dead
+                 ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload, metadata = EXCLUDED.metadata,
+                     attempts = EXCLUDED.attempts, reason = EXCLUDED.reason,
+                     dead_lettered_at = EXCLUDED.dead_lettered_at, state = 'pending'
+             ),
+             logged AS (
+                 INSERT INTO attempts (job_id, attempt, outcome, error, duration_ms)
+                 SELECT id, attempt, 'dead_lettered', $3, (extract(epoch FROM clock_timestamp() - leased_at) * 1000)::bigint
+                 FROM dead
+             )
+             SELECT id FROM dead",
+        )
+        .bind(&lease.job.id)
+        .bind(&lease.token.0)
+        .bind(reason)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        if rows.is_empty() {
+            Err(Error::LeaseLost)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        let row = sqlx::query(
+            "SELECT
+                 (SELECT count(*) FROM jobs WHERE status = 'ready' AND run_at <= now()) AS ready,
+                 (SELECT count(*) FROM jobs WHERE status = 'ready' AND run_at > now()) AS scheduled,
+                 (SELECT count(*) FROM jobs WHERE status = 'leased') AS leased,
+                 (SELECT count(*) FROM dead_letters WHERE state = 'pending') AS dead",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let count = |name: &str| u64::try_from(row.get::<i64, _>(name)).unwrap_or(0);
+        Ok(QueueStats {
+            ready: count("ready"),
+            scheduled: count("scheduled"),
+            leased: count("leased"),
+            dead_lettered: count("dead"),
+        })
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.work_available.notified()).await;
+    }
+}
