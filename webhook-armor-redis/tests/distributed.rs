@@ -8,22 +8,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use webhook_armor::queue::{Enqueued, NewJob, Queue};
+use webhook_armor::conformance::load;
+use webhook_armor::queue::{NewJob, Queue};
 use webhook_armor::{HandlerError, Job, Worker};
 use webhook_armor_redis::RedisConfig;
 
 /// Counts handler runs per job id.
 type Runs = Arc<Mutex<HashMap<String, u32>>>;
-
-fn recording_handler(
-    runs: Runs,
-) -> impl tower::Service<Job, Response = (), Error = HandlerError, Future: Send> + Clone + Send + 'static
-{
-    tower::service_fn(move |job: Job| {
-        *runs.lock().unwrap().entry(job.id).or_default() += 1;
-        async { Ok::<(), HandlerError>(()) }
-    })
-}
 
 async fn wait_for_runs(runs: &Runs, expected: usize, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
@@ -39,78 +30,17 @@ async fn wait_for_runs(runs: &Runs, expected: usize, limit: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_concurrent_deliveries_of_one_id_enqueue_once() {
-    let backend = Arc::new(common::backend("dedup").await);
-    let start = Arc::new(tokio::sync::Barrier::new(64));
-    let tasks: Vec<_> = (0..64)
-        .map(|task| {
-            let backend = backend.clone();
-            let start = start.clone();
-            tokio::spawn(async move {
-                start.wait().await;
-                let mut new = 0;
-                // 10,000 deliveries over 64 tasks: 157 or 156 each.
-                for _ in 0..(10_000 / 64 + usize::from(task < 10_000 % 64)) {
-                    let job = NewJob::new("evt_contested", r#"{"n":1}"#);
-                    if backend.enqueue(job).await.unwrap() == Enqueued::New {
-                        new += 1;
-                    }
-                }
-                new
-            })
-        })
-        .collect();
-    let mut enqueued = 0;
-    for task in tasks {
-        enqueued += task.await.unwrap();
-    }
-    assert_eq!(enqueued, 1, "exactly one of 10,000 deliveries enqueued");
-    let stats = backend.stats().await.unwrap();
-    assert_eq!(stats.ready, 1);
+    let backend: Arc<dyn Queue> = Arc::new(common::backend("dedup").await);
+    load::concurrent_deliveries_enqueue_once(backend, 10_000, 64).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_workers_on_separate_connections_drain_20000_jobs_exactly_once() {
     let prefix = common::unique_prefix("drain");
-    let producer = Arc::new(common::backend_with(RedisConfig::new(&prefix)).await);
-    let producers: Vec<_> = (0..16)
-        .map(|p| {
-            let producer = producer.clone();
-            tokio::spawn(async move {
-                for i in (p..20_000).step_by(16) {
-                    let job = NewJob::new(format!("job-{i}"), "{}");
-                    assert_eq!(producer.enqueue(job).await.unwrap(), Enqueued::New);
-                }
-            })
-        })
-        .collect();
-    for task in producers {
-        task.await.unwrap();
-    }
-
-    let runs: Runs = Arc::default();
-    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        // Each worker has its own connection, as separate processes would.
-        let backend = Arc::new(common::backend_with(RedisConfig::new(&prefix)).await);
-        let mut stopped = stop.subscribe();
-        let worker = Worker::new(backend, recording_handler(runs.clone()))
-            .concurrency(64)
-            .batch_size(64);
-        workers.push(tokio::spawn(worker.run(async move {
-            let _ = stopped.recv().await;
-        })));
-    }
-    wait_for_runs(&runs, 20_000, Duration::from_secs(180)).await;
-    stop.send(()).unwrap();
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let runs = runs.lock().unwrap().clone();
-    assert_eq!(runs.len(), 20_000);
-    let repeated: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(repeated.is_empty(), "jobs run more than once: {repeated:?}");
-    assert_eq!(producer.stats().await.unwrap().depth(), 0);
+    let connect = || async {
+        Arc::new(common::backend_with(RedisConfig::new(&prefix)).await) as Arc<dyn Queue>
+    };
+    load::workers_drain_exactly_once(connect, 20_000, 4).await;
 }
 
 /// Not a test on its own: the child process of the crash test. It leases

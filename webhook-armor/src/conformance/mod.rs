@@ -18,6 +18,7 @@
 mod dead_letter;
 mod events;
 mod idempotency;
+pub mod load;
 mod queue;
 
 use std::sync::Arc;
