@@ -3,10 +3,11 @@
 //! answer still means "durably stored".
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use sqlx::{PgPool, Row};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use webhook_armor::queue::{Enqueued, NewJob};
 use webhook_armor::{Error, Result};
 
@@ -65,9 +66,9 @@ fn batch_error(error: &sqlx::Error) -> Error {
     Error::Backend(format!("batched statement failed: {error}").into())
 }
 
-pub(crate) fn spawn_enqueuer(pool: PgPool, work_channel: String) -> mpsc::Sender<EnqueueRequest> {
+pub(crate) fn spawn_enqueuer(pool: PgPool, new_work: Arc<Notify>) -> mpsc::Sender<EnqueueRequest> {
     spawn_batcher(move |batch: Vec<EnqueueRequest>| {
-        let (pool, work_channel) = (pool.clone(), work_channel.clone());
+        let (pool, new_work) = (pool.clone(), new_work.clone());
         async move {
             let ids: Vec<&str> = batch.iter().map(|r| r.job.id.as_str()).collect();
             let payloads: Vec<&[u8]> = batch.iter().map(|r| r.job.payload.as_ref()).collect();
@@ -90,7 +91,7 @@ pub(crate) fn spawn_enqueuer(pool: PgPool, work_channel: String) -> mpsc::Sender
                         .map(|row| (row.get::<String, _>(0), ()))
                         .collect();
                     if !new.is_empty() {
-                        wake_workers(&pool, &work_channel).await;
+                        new_work.notify_one();
                     }
                     for request in batch {
                         // With one id twice in a batch, the first caller is the new one.
@@ -148,15 +149,38 @@ pub(crate) fn spawn_acker(pool: PgPool) -> mpsc::Sender<AckRequest> {
     })
 }
 
-/// Wakes idle workers (their LISTEN); a lost notification only costs a poll interval.
-pub(crate) async fn wake_workers(pool: &PgPool, channel: &str) {
-    if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
-        .bind(channel)
-        .execute(pool)
-        .await
-    {
-        tracing::debug!(%error, "could not notify workers; they will poll");
-    }
+/// How often at most the waker sends NOTIFY. A NOTIFY is a commit that
+/// takes a global lock; one per enqueue would cost more than the enqueue.
+const WAKE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// A task that wakes idle workers (their LISTEN) after new work arrived,
+/// coalescing any number of signals into one NOTIFY per [`WAKE_INTERVAL`].
+/// Returns the signal to raise. A lost NOTIFY only costs a poll interval.
+pub(crate) fn spawn_waker(pool: PgPool, channel: String, alive: Weak<()>) -> Arc<Notify> {
+    let signal = Arc::new(Notify::new());
+    let raised = signal.clone();
+    tokio::spawn(async move {
+        loop {
+            if tokio::time::timeout(Duration::from_secs(5), raised.notified())
+                .await
+                .is_err()
+            {
+                if alive.upgrade().is_none() {
+                    return;
+                }
+                continue;
+            }
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&channel)
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(%error, "could not notify workers; they will poll");
+            }
+            tokio::time::sleep(WAKE_INTERVAL).await;
+        }
+    });
+    signal
 }
 
 /// Dedup + enqueue of a whole batch, in input order.

@@ -9,7 +9,7 @@ use webhook_armor::queue::{Job, NewJob};
 use webhook_armor::{Error, Result};
 
 use crate::queue::decode_metadata;
-use crate::{PostgresBackend, backend, batch};
+use crate::{PostgresBackend, backend};
 
 const LETTER_COLUMNS: &str =
     "id, payload, metadata, (extract(epoch FROM enqueued_at) * 1000)::bigint AS enqueued_at_ms,
@@ -136,7 +136,7 @@ impl DeadLetterStore for PostgresBackend {
         .await
         .map_err(backend)?;
         if requeued.rows_affected() == 1 {
-            batch::wake_workers(&self.pool, &crate::work_channel(&self.config.schema)).await;
+            self.new_work.notify_one();
             return Ok(Replayed::Requeued);
         }
         let known = sqlx::query("SELECT 1 FROM dead_letters WHERE id = $1")

@@ -130,6 +130,8 @@ pub struct PostgresBackend {
     pool: PgPool,
     config: PostgresConfig,
     work_available: Arc<Notify>,
+    /// Raised after new work is stored; the waker turns it into a NOTIFY.
+    new_work: Arc<Notify>,
     enqueues: Option<mpsc::Sender<batch::EnqueueRequest>>,
     acks: Option<mpsc::Sender<batch::AckRequest>>,
     outgoing_events: mpsc::Sender<String>,
@@ -182,12 +184,14 @@ impl PostgresBackend {
             Arc::downgrade(&alive),
         );
         maintenance::spawn(pool.clone(), config.clone(), Arc::downgrade(&alive));
+        let new_work = batch::spawn_waker(
+            pool.clone(),
+            work_channel(&config.schema),
+            Arc::downgrade(&alive),
+        );
         let (enqueues, acks) = if config.group_commit {
             (
-                Some(batch::spawn_enqueuer(
-                    pool.clone(),
-                    work_channel(&config.schema),
-                )),
+                Some(batch::spawn_enqueuer(pool.clone(), new_work.clone())),
                 Some(batch::spawn_acker(pool.clone())),
             )
         } else {
@@ -198,6 +202,7 @@ impl PostgresBackend {
             pool,
             config,
             work_available,
+            new_work,
             enqueues,
             acks,
             outgoing_events,

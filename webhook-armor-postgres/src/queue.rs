@@ -78,7 +78,7 @@ impl PostgresBackend {
         .await
         .map_err(backend)?;
         if inserted.rows_affected() == 1 {
-            batch::wake_workers(&self.pool, &crate::work_channel(&self.config.schema)).await;
+            self.new_work.notify_one();
             Ok(Enqueued::New)
         } else {
             Ok(Enqueued::Duplicate)

@@ -4,7 +4,12 @@
 //! ```sh
 //! cargo run --release -p webhook-armor-benches --bin queue-throughput -- redis 100000
 //! cargo run --release -p webhook-armor-benches --bin queue-throughput -- memory 100000
+//! cargo run --release -p webhook-armor-benches --bin queue-throughput -- postgres 100000
+//! cargo run --release -p webhook-armor-benches --bin queue-throughput -- postgres-unbatched 20000
 //! ```
+//!
+//! `postgres` batches concurrent enqueues and acks (group commit, the
+//! default); `postgres-unbatched` commits each enqueue and ack on its own.
 //!
 //! The `redis` run also measures a baseline in the same process: the same
 //! number of jobs through a bare Redis list (RPUSH, LPOP, DEL, no atomicity,
@@ -16,9 +21,16 @@ use std::time::{Duration, Instant};
 
 use webhook_armor::memory::MemoryQueue;
 use webhook_armor::queue::{NewJob, Queue};
+use webhook_armor_postgres::{PostgresBackend, PostgresConfig};
 use webhook_armor_redis::{RedisBackend, RedisConfig};
 
-const PRODUCERS: usize = 32;
+/// Concurrent producers (like concurrent HTTP requests); env `PRODUCERS` overrides.
+fn producers() -> usize {
+    std::env::var("PRODUCERS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(32)
+}
 const WORKERS: usize = 4;
 const BATCH: usize = 256;
 const PAYLOAD: &[u8] = br#"{"type":"invoice.paid","data":{"amount":4200,"currency":"eur"}}"#;
@@ -68,16 +80,58 @@ async fn main() {
             }
             (producer, workers)
         }
-        other => panic!("unknown backend {other}; use memory or redis"),
+        "postgres" | "postgres-unbatched" => {
+            let url = std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let config = PostgresConfig::new(format!("bench_{run}"))
+                .max_connections(16)
+                .group_commit(backend == "postgres");
+            let producer = Arc::new(
+                PostgresBackend::connect(&url, config.clone())
+                    .await
+                    .expect("PostgreSQL reachable"),
+            );
+            let mut workers: Vec<Arc<dyn Queue>> = Vec::new();
+            for _ in 0..WORKERS {
+                workers.push(Arc::new(
+                    PostgresBackend::connect(&url, config.clone().max_connections(4))
+                        .await
+                        .expect("PostgreSQL reachable"),
+                ));
+            }
+            (producer, workers)
+        }
+        other => {
+            panic!("unknown backend {other}; use memory, redis, postgres or postgres-unbatched")
+        }
     };
 
-    let elapsed = pipeline(queue, connections, jobs).await;
+    if std::env::var_os("PHASES").is_some() {
+        // Diagnostic (env PHASES=1): enqueue everything first, then drain,
+        // timing each phase on its own.
+        let started = Instant::now();
+        for task in spawn_producers(&queue, jobs) {
+            task.await.unwrap();
+        }
+        let enqueue = started.elapsed();
+        let drain = pipeline(queue.clone(), connections, jobs, false).await;
+        println!(
+            "{}",
+            serde_json::json!({
+                "backend": backend,
+                "enqueue_jobs_per_second": (jobs as f64 / enqueue.as_secs_f64()).round(),
+                "lease_ack_jobs_per_second": (jobs as f64 / drain.as_secs_f64()).round(),
+            })
+        );
+        return;
+    }
+    let elapsed = pipeline(queue, connections, jobs, true).await;
     let rate = jobs as f64 / elapsed.as_secs_f64();
     let mut report = serde_json::json!({
         "bench": "queue-throughput",
         "backend": backend,
         "jobs": jobs,
-        "producers": PRODUCERS,
+        "producers": producers(),
         "workers": WORKERS,
         "lease_batch": BATCH,
         "seconds": elapsed.as_secs_f64(),
@@ -93,16 +147,14 @@ async fn main() {
     println!("{report}");
 }
 
-/// Enqueue `jobs` from PRODUCERS tasks while WORKERS lease and ack; the time
-/// until the last ack.
-async fn pipeline(producer: Arc<dyn Queue>, workers: Vec<Arc<dyn Queue>>, jobs: usize) -> Duration {
-    let acked = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let producers: Vec<_> = (0..PRODUCERS)
+/// Tasks enqueueing `jobs` jobs between them.
+fn spawn_producers(queue: &Arc<dyn Queue>, jobs: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    let count = producers();
+    (0..count)
         .map(|p| {
-            let queue = producer.clone();
+            let queue = queue.clone();
             tokio::spawn(async move {
-                for i in (p..jobs).step_by(PRODUCERS) {
+                for i in (p..jobs).step_by(count) {
                     queue
                         .enqueue(NewJob::new(format!("job-{i}"), PAYLOAD))
                         .await
@@ -110,7 +162,24 @@ async fn pipeline(producer: Arc<dyn Queue>, workers: Vec<Arc<dyn Queue>>, jobs: 
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Enqueue `jobs` from the producer tasks while WORKERS lease and ack; the time
+/// until the last ack.
+async fn pipeline(
+    producer: Arc<dyn Queue>,
+    workers: Vec<Arc<dyn Queue>>,
+    jobs: usize,
+    produce: bool,
+) -> Duration {
+    let acked = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let producers = if produce {
+        spawn_producers(&producer, jobs)
+    } else {
+        Vec::new()
+    };
     let consumers: Vec<_> = workers
         .into_iter()
         .map(|queue| {
@@ -148,12 +217,12 @@ async fn bare_redis_list(url: &str, key: &str, jobs: usize) -> Duration {
     let producer = client.get_multiplexed_async_connection().await.unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let producers: Vec<_> = (0..PRODUCERS)
+    let producers: Vec<_> = (0..producers())
         .map(|p| {
             let mut connection = producer.clone();
             let key = key.to_owned();
             tokio::spawn(async move {
-                for i in (p..jobs).step_by(PRODUCERS) {
+                for i in (p..jobs).step_by(producers()) {
                     let _: () = redis::cmd("RPUSH")
                         .arg(&key)
                         .arg(format!("job-{i}"))
