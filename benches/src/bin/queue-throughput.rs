@@ -84,7 +84,7 @@ async fn main() {
             let url = std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
             let config = PostgresConfig::new(format!("bench_{run}"))
-                .max_connections(16)
+                .max_connections(32)
                 .group_commit(backend == "postgres");
             let producer = Arc::new(
                 PostgresBackend::connect(&url, config.clone())
