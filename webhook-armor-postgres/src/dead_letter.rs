@@ -174,7 +174,9 @@ impl DeadLetterStore for PostgresBackend {
              job AS (
                  DELETE FROM jobs WHERE id = $1 AND status = 'dead'
                    AND EXISTS (SELECT 1 FROM letter WHERE state = 'pending')
-             )
+                 RETURNING id
+             ),
+             history AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM job))
              SELECT count(*) FROM letter",
         )
         .bind(id)

@@ -145,6 +145,16 @@ async fn main() {
         report["ratio_to_baseline"] = ((rate / baseline_rate) * 100.0).round().into();
     }
     println!("{report}");
+    if backend.starts_with("postgres") {
+        // Leave the database as we found it.
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS bench_{run} CASCADE"))
+                .execute(&pool)
+                .await;
+        }
+    }
 }
 
 /// Tasks enqueueing `jobs` jobs between them.

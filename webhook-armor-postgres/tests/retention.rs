@@ -1,0 +1,71 @@
+//! Retention: finished work leaves the tables on its own.
+
+#[path = "common.rs"]
+mod common;
+
+use std::time::Duration;
+
+use webhook_armor::idempotency::{Claim, IdempotencyStore};
+use webhook_armor::queue::{NewJob, Queue};
+use webhook_armor_postgres::PostgresConfig;
+
+async fn count(backend: &webhook_armor_postgres::PostgresBackend, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(backend.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_jobs_their_attempts_and_expired_keys_are_pruned() {
+    let config = PostgresConfig::new(common::unique_schema("retention"))
+        .max_connections(4)
+        .completed_retention(Duration::from_millis(200))
+        .maintenance_interval(Duration::from_millis(100));
+    let backend = common::backend_with(config).await;
+    for i in 0..300 {
+        backend
+            .enqueue(NewJob::new(format!("job-{i}"), "{}"))
+            .await
+            .unwrap();
+        let Claim::Acquired(token) = backend
+            .claim(&format!("key-{i}"), Duration::from_secs(60))
+            .await
+            .unwrap()
+        else {
+            panic!("fresh key");
+        };
+        backend
+            .complete(&format!("key-{i}"), &token, Duration::from_millis(100))
+            .await
+            .unwrap();
+    }
+    // One job stays leased and one is dead-lettered: neither may be pruned.
+    let mut leases = backend.lease(300, Duration::from_secs(60)).await.unwrap();
+    let kept = leases.pop().unwrap();
+    let dead = leases.pop().unwrap();
+    backend
+        .dead_letter(&dead, "kept for the operator")
+        .await
+        .unwrap();
+    for lease in &leases {
+        backend.ack(lease).await.unwrap();
+    }
+    assert_eq!(count(&backend, "attempts").await, 299);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count(&backend, "jobs").await > 2 || count(&backend, "idempotency_keys").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "finished work was not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count(&backend, "attempts").await,
+        1,
+        "only the dead letter's attempt remains"
+    );
+    assert_eq!(count(&backend, "dead_letters").await, 1);
+    backend.ack(&kept).await.unwrap();
+}
