@@ -198,6 +198,25 @@ impl Queue for PostgresBackend {
         }
     }
 
+    async fn defer(&self, lease: &Lease, delay: Duration) -> Result<()> {
+        let deferred = sqlx::query(
+            "UPDATE jobs SET status = 'ready', run_at = now() + $3 * interval '1 millisecond',
+                    attempt = greatest(attempt - 1, 0), lease_token = NULL, lease_until = NULL
+             WHERE id = $1 AND status = 'leased' AND lease_token = $2 AND lease_until > now()",
+        )
+        .bind(&lease.job.id)
+        .bind(&lease.token.0)
+        .bind(millis(delay))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if deferred.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost)
+        }
+    }
+
     async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<()> {
         let rows = sqlx::query(
             "WITH dead AS (

@@ -124,6 +124,18 @@ impl Queue for RedisBackend {
             .await
     }
 
+    async fn defer(&self, lease: &Lease, delay: Duration) -> Result<()> {
+        let keys = [
+            self.keys.job(&lease.job.id),
+            self.keys.leased(),
+            self.keys.scheduled(),
+        ];
+        let delay = u64::try_from(delay.as_millis())
+            .unwrap_or(u64::MAX)
+            .to_string();
+        self.fenced(&scripts::DEFER, &keys, lease, &[delay]).await
+    }
+
     async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<()> {
         let keys = [
             self.keys.job(&lease.job.id),

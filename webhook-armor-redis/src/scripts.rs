@@ -150,6 +150,18 @@ return 1
     )
 });
 
+/// Defer without counting the attempt. KEYS: job, leased, scheduled. ARGV: id, token, delay ms.
+pub(crate) static DEFER: LazyLock<Script> = LazyLock::new(|| {
+    fenced(
+        r"
+redis.call('HSET', KEYS[1], 'st', 's', 'tok', '')
+redis.call('HINCRBY', KEYS[1], 'attempt', -1)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+",
+    )
+});
+
 /// Dead-letter. KEYS: job, leased, letters index, letter, pending counter.
 /// ARGV: id, token, reason.
 pub(crate) static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {

@@ -26,6 +26,7 @@ use crate::BoxError;
 pub struct HandlerError {
     message: String,
     permanent: bool,
+    deferred: bool,
     retry_after: Option<Duration>,
     #[source]
     source: Option<BoxError>,
@@ -37,6 +38,7 @@ impl HandlerError {
         Self {
             message: message.into(),
             permanent: false,
+            deferred: false,
             retry_after: None,
             source: None,
         }
@@ -48,6 +50,21 @@ impl HandlerError {
             permanent: true,
             ..Self::retry(message)
         }
+    }
+
+    /// The job could not be tried at all (its downstream's circuit is open):
+    /// run it again after `delay` without counting this as an attempt.
+    pub fn defer(message: impl Into<String>, delay: Duration) -> Self {
+        Self {
+            deferred: true,
+            retry_after: Some(delay),
+            ..Self::retry(message)
+        }
+    }
+
+    /// Whether the job should wait without spending an attempt.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
     }
 
     /// Try again no sooner than `delay` (a downstream's Retry-After).

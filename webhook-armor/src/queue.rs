@@ -170,6 +170,11 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     /// Gives the leased job back to run again after `retry_in`, recording `error`.
     async fn nack(&self, lease: &Lease, retry_in: Duration, error: &str) -> Result<()>;
 
+    /// Gives the leased job back to run after `delay` without counting this
+    /// lease as an attempt: for work the handler could not even try (the
+    /// endpoint's circuit is open), so waiting does not burn retries.
+    async fn defer(&self, lease: &Lease, delay: Duration) -> Result<()>;
+
     /// Moves the leased job to the dead letters with `reason`, in one step.
     async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<()>;
 

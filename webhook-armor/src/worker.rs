@@ -267,6 +267,18 @@ impl JobContext {
             )),
         };
         let reason = failure.to_string();
+        if failure.is_deferred() {
+            let delay = failure.requested_delay().unwrap_or_default();
+            match self.queue.defer(&lease, delay).await {
+                Ok(()) => self.publish(
+                    job,
+                    LifecycleState::Retrying,
+                    Some(format!("deferred {delay:?}, no attempt spent: {reason}")),
+                ),
+                Err(error) => report_lost(&error, job),
+            }
+            return;
+        }
         if failure.is_permanent() || !self.retry.should_retry(job.attempt) {
             match self.queue.dead_letter(&lease, &reason).await {
                 Ok(()) => self.publish(job, LifecycleState::DeadLettered, Some(reason)),

@@ -398,3 +398,39 @@ async fn custom_retry_policy_sets_the_attempts() {
     assert_eq!(calls.load(Ordering::SeqCst), 5);
     harness.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn deferred_jobs_wait_without_spending_attempts() {
+    let mut harness = Harness::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let calls = calls.clone();
+        tower::service_fn(move |_job: Job| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                // Five deferrals (more than max attempts), then success.
+                if call < 5 {
+                    Err(HandlerError::defer("circuit open", Duration::from_secs(10)))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+    };
+    harness.start(handler, |w| w);
+    let started = Instant::now();
+    harness
+        .queue
+        .enqueue(NewJob::new("evt_1", "{}"))
+        .await
+        .unwrap();
+    let states = harness.states_until(Completed).await;
+    assert_eq!(
+        states.last(),
+        Some(&(Completed, 1)),
+        "still the first attempt"
+    );
+    assert_eq!(states.iter().filter(|(s, _)| *s == Retrying).count(), 5);
+    assert!(started.elapsed() >= Duration::from_secs(50));
+    harness.shutdown().await;
+}

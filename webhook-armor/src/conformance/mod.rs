@@ -97,6 +97,7 @@ macro_rules! conformance_tests {
             late_ack_after_reclaim_is_refused,
             ack_after_deadline_is_refused,
             concurrent_leases_never_share_a_job,
+            defer_does_not_count_an_attempt,
             dead_letter_is_listed_and_fetched,
             replay_requeues_once,
             replay_matching_filters,

@@ -242,3 +242,28 @@ pub async fn concurrent_leases_never_share_a_job(backend: Backend) {
     }
     assert_eq!(seen.len(), 200);
 }
+
+/// A deferred job comes back after its delay with the same attempt number;
+/// the deferring lease is spent.
+pub async fn defer_does_not_count_an_attempt(backend: Backend) {
+    enqueue(&backend, "job-1").await;
+    let lease = lease_one(&backend, LONG_LEASE).await;
+    assert_eq!(lease.job.attempt, 1);
+    backend.queue.defer(&lease, SHORT_LEASE).await.unwrap();
+    assert!(
+        backend.queue.lease(1, LONG_LEASE).await.unwrap().is_empty(),
+        "too early"
+    );
+    assert!(matches!(
+        backend.queue.ack(&lease).await,
+        Err(Error::LeaseLost)
+    ));
+    outlive_short_lease().await;
+    let again = lease_one(&backend, LONG_LEASE).await;
+    assert_eq!(again.job.attempt, 1, "deferral is not an attempt");
+    assert!(matches!(
+        backend.queue.defer(&lease, Duration::ZERO).await,
+        Err(Error::LeaseLost)
+    ));
+    backend.queue.ack(&again).await.unwrap();
+}

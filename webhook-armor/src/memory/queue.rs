@@ -277,6 +277,25 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
+    async fn defer(&self, lease: &Lease, delay: Duration) -> Result<()> {
+        let now = Instant::now();
+        {
+            let mut state = self.lock();
+            let scheduled_key = state.next_key(now + delay);
+            let record = state.held(lease, now)?;
+            record.job.attempt = record.job.attempt.saturating_sub(1);
+            let Status::Leased { key, .. } =
+                std::mem::replace(&mut record.status, Status::Scheduled)
+            else {
+                unreachable!("held() checked the status");
+            };
+            state.leased.remove(&key);
+            state.scheduled.insert(scheduled_key, lease.job.id.clone());
+        }
+        self.wake_workers();
+        Ok(())
+    }
+
     async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<()> {
         let now = Instant::now();
         let at_ms = unix_millis_now();
