@@ -5,6 +5,8 @@ pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod dead_letter;
+#[cfg(feature = "deliver")]
+pub mod deliver;
 mod enqueue;
 mod error;
 pub mod events;

@@ -8,10 +8,14 @@
 //!
 //! Time is read from `tokio::time`, so tests can pause and advance it.
 
+#[cfg(feature = "deliver")]
+mod delivery;
 mod events;
 mod idempotency;
 mod queue;
 
+#[cfg(feature = "deliver")]
+pub use delivery::{MemoryAttemptLog, MemoryCircuitBreaker, MemoryEndpointStore};
 pub use events::MemoryEventBus;
 pub use idempotency::MemoryIdempotencyStore;
 pub use queue::MemoryQueue;
