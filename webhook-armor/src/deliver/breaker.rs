@@ -9,6 +9,9 @@ use tokio::time::Instant;
 
 use crate::Result;
 
+/// How soon a delivery waiting on a probe asks again.
+const PROBE_RECHECK: Duration = Duration::from_secs(1);
+
 /// Thresholds of the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
@@ -108,8 +111,11 @@ impl Circuit {
     /// Asks to deliver at `now`.
     pub fn acquire(&mut self, now: Instant, config: &BreakerConfig) -> Permit {
         if let Some(since) = self.probe_since {
-            if now.duration_since(since) < config.probe_timeout {
-                return Permit::Wait(config.probe_timeout - now.duration_since(since));
+            let waited = now.duration_since(since);
+            if waited < config.probe_timeout {
+                // Ask again soon: the probe may close the circuit any moment,
+                // and the waiting deliveries should flow right after.
+                return Permit::Wait((config.probe_timeout - waited).min(PROBE_RECHECK));
             }
             // The probe never reported (its worker died): send another.
             self.probe_since = Some(now);
