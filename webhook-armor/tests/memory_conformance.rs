@@ -16,3 +16,20 @@ async fn memory() -> Backend {
 }
 
 webhook_armor::conformance_tests!(memory);
+
+mod delivery {
+    use std::sync::Arc;
+
+    use webhook_armor::conformance::{CONFORMANCE_BREAKER, DeliveryBackend};
+    use webhook_armor::memory::{MemoryAttemptLog, MemoryCircuitBreaker, MemoryEndpointStore};
+
+    async fn memory() -> DeliveryBackend {
+        DeliveryBackend {
+            endpoints: Arc::new(MemoryEndpointStore::default()),
+            breaker: Arc::new(MemoryCircuitBreaker::new(CONFORMANCE_BREAKER)),
+            attempts: Arc::new(MemoryAttemptLog::new(1000)),
+        }
+    }
+
+    webhook_armor::delivery_conformance_tests!(memory);
+}

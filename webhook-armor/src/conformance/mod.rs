@@ -16,6 +16,8 @@
 //! ```
 
 mod dead_letter;
+#[cfg(feature = "deliver")]
+mod delivery;
 mod events;
 mod idempotency;
 pub mod load;
@@ -25,6 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use dead_letter::*;
+#[cfg(feature = "deliver")]
+pub use delivery::*;
 pub use events::*;
 pub use idempotency::*;
 pub use queue::*;
@@ -106,6 +110,15 @@ macro_rules! conformance_tests {
             unknown_dead_letter_is_not_found,
             events_reach_every_subscriber,
         );
+    };
+    (@delivery $setup:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let backend = $setup().await;
+                $crate::conformance::$name(backend).await;
+            }
+        )*
     };
     (@tests $setup:path; $($name:ident),* $(,)?) => {
         $(

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use crate::Result;
 
@@ -89,17 +88,31 @@ pub trait CircuitBreaker: Send + Sync + std::fmt::Debug + 'static {
     async fn state(&self, endpoint: &str) -> Result<CircuitState>;
 }
 
-/// The state machine of one circuit, for breakers that keep it in memory.
-#[derive(Debug, Clone, Default)]
+/// The state machine of one circuit, on millisecond timestamps from any
+/// clock that only moves forward (a monotonic clock in memory, the database's
+/// or Redis's clock for shared circuits). Serialisable, so shared backends
+/// can store it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Circuit {
-    failures: VecDeque<Instant>,
-    open_until: Option<Instant>,
-    probe_since: Option<Instant>,
+    /// Recent failures, oldest first, while closed.
+    pub failures: VecDeque<i64>,
+    /// While open: when the cool-down ends.
+    pub open_until: Option<i64>,
+    /// While half open: when the probe went out.
+    pub probe_since: Option<i64>,
+}
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn duration(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 impl Circuit {
     /// The state at `now`.
-    pub fn state(&self, now: Instant) -> CircuitState {
+    pub fn state(&self, now: i64) -> CircuitState {
         match (self.open_until, self.probe_since) {
             (_, Some(_)) => CircuitState::HalfOpen,
             (Some(until), None) if now < until => CircuitState::Open,
@@ -109,20 +122,22 @@ impl Circuit {
     }
 
     /// Asks to deliver at `now`.
-    pub fn acquire(&mut self, now: Instant, config: &BreakerConfig) -> Permit {
+    pub fn acquire(&mut self, now: i64, config: &BreakerConfig) -> Permit {
         if let Some(since) = self.probe_since {
-            let waited = now.duration_since(since);
-            if waited < config.probe_timeout {
+            let waited = now.saturating_sub(since);
+            if waited < ms(config.probe_timeout) {
                 // Ask again soon: the probe may close the circuit any moment,
                 // and the waiting deliveries should flow right after.
-                return Permit::Wait((config.probe_timeout - waited).min(PROBE_RECHECK));
+                return Permit::Wait(
+                    duration(ms(config.probe_timeout) - waited).min(PROBE_RECHECK),
+                );
             }
             // The probe never reported (its worker died): send another.
             self.probe_since = Some(now);
             return Permit::Probe;
         }
         match self.open_until {
-            Some(until) if now < until => Permit::Wait(until - now),
+            Some(until) if now < until => Permit::Wait(duration(until - now)),
             Some(_) => {
                 self.probe_since = Some(now);
                 Permit::Probe
@@ -132,7 +147,7 @@ impl Circuit {
     }
 
     /// Records an outcome at `now`.
-    pub fn record(&mut self, now: Instant, success: bool, config: &BreakerConfig) {
+    pub fn record(&mut self, now: i64, success: bool, config: &BreakerConfig) {
         let probing = self.probe_since.take().is_some();
         if success {
             if probing || self.open_until.is_some() {
@@ -141,7 +156,7 @@ impl Circuit {
             return;
         }
         if probing {
-            self.open_until = Some(now + config.cool_down);
+            self.open_until = Some(now.saturating_add(ms(config.cool_down)));
             return;
         }
         if self.open_until.is_some() {
@@ -151,13 +166,13 @@ impl Circuit {
         while self
             .failures
             .front()
-            .is_some_and(|at| now.duration_since(*at) > config.window)
+            .is_some_and(|at| now.saturating_sub(*at) > ms(config.window))
         {
             self.failures.pop_front();
         }
         if self.failures.len() >= config.failure_threshold {
             self.failures.clear();
-            self.open_until = Some(now + config.cool_down);
+            self.open_until = Some(now.saturating_add(ms(config.cool_down)));
         }
     }
 }

@@ -86,6 +86,9 @@ impl EndpointStore for MemoryEndpointStore {
 pub struct MemoryCircuitBreaker {
     config: BreakerConfig,
     circuits: Arc<Mutex<HashMap<String, Circuit>>>,
+    /// Circuits run on milliseconds since this instant (tokio's clock, so
+    /// tests can pause it).
+    epoch: Instant,
 }
 
 impl MemoryCircuitBreaker {
@@ -94,7 +97,12 @@ impl MemoryCircuitBreaker {
         Self {
             config,
             circuits: Arc::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    fn now(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 }
 
@@ -105,16 +113,15 @@ impl CircuitBreaker for MemoryCircuitBreaker {
         Ok(circuits
             .entry(endpoint.to_owned())
             .or_default()
-            .acquire(Instant::now(), &self.config))
+            .acquire(self.now(), &self.config))
     }
 
     async fn record(&self, endpoint: &str, success: bool) -> Result<()> {
         let mut circuits = self.circuits.lock().expect("poisoned");
-        circuits.entry(endpoint.to_owned()).or_default().record(
-            Instant::now(),
-            success,
-            &self.config,
-        );
+        circuits
+            .entry(endpoint.to_owned())
+            .or_default()
+            .record(self.now(), success, &self.config);
         Ok(())
     }
 
@@ -122,7 +129,7 @@ impl CircuitBreaker for MemoryCircuitBreaker {
         let circuits = self.circuits.lock().expect("poisoned");
         Ok(circuits
             .get(endpoint)
-            .map_or(CircuitState::Closed, |c| c.state(Instant::now())))
+            .map_or(CircuitState::Closed, |c| c.state(self.now())))
     }
 }
 
