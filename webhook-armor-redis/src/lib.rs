@@ -42,10 +42,15 @@
 //! discarded: they are what an operator must see.
 
 mod dead_letter;
+#[cfg(feature = "deliver")]
+mod delivery;
 mod events;
 mod idempotency;
 mod queue;
 mod scripts;
+
+#[cfg(feature = "deliver")]
+pub use delivery::RedisCircuitBreaker;
 
 use std::time::Duration;
 

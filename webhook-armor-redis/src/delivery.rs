@@ -1,0 +1,302 @@
+//! Outbound delivery stores in Redis (feature `deliver`): endpoints, circuit
+//! breakers every worker shares, and the attempt log.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use webhook_armor::deliver::{
+    AttemptLog, BreakerConfig, Circuit, CircuitBreaker, CircuitState, DeliveryAttempt, Endpoint,
+    EndpointStore, EndpointUpdate, NewEndpoint, Permit, rotate,
+};
+use webhook_armor::{Error, Result};
+
+use crate::{RedisBackend, backend};
+
+/// Attempts kept per endpoint (the newest).
+const ATTEMPTS_PER_ENDPOINT: isize = 10_000;
+/// How long a message's attempts are kept.
+const ATTEMPT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Optimistic circuit updates retried this often before giving up.
+const CAS_ATTEMPTS: usize = 20;
+
+/// Write the endpoint only if it still exists (a concurrent delete wins).
+static REPLACE_IF_EXISTS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1",
+    )
+});
+
+/// The circuit's stored JSON (or false) and the server time in ms.
+static READ_CIRCUIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+return {redis.call('GET', KEYS[1]) or '', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}",
+    )
+});
+
+/// Compare-and-set of the circuit's JSON ('' meaning absent).
+static SWAP_CIRCUIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1",
+    )
+});
+
+impl RedisBackend {
+    fn endpoints_key(&self) -> String {
+        format!("{}:endpoints", self.keys.tag)
+    }
+
+    fn circuit_key(&self, endpoint: &str) -> String {
+        format!("{}:circuit:{endpoint}", self.keys.tag)
+    }
+
+    async fn change_endpoint(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Endpoint),
+    ) -> Result<Endpoint> {
+        let mut endpoint = self
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("endpoint {id}")))?;
+        change(&mut endpoint);
+        let written: i64 = REPLACE_IF_EXISTS
+            .key(self.endpoints_key())
+            .arg(id)
+            .arg(serde_json::to_string(&endpoint).expect("endpoints serialise"))
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        if written == 1 {
+            Ok(endpoint)
+        } else {
+            Err(Error::NotFound(format!("endpoint {id}")))
+        }
+    }
+
+    /// Runs `step` on the endpoint's circuit at the server's time, retrying
+    /// if another worker changed the circuit meanwhile.
+    async fn with_circuit<T>(
+        &self,
+        endpoint: &str,
+        mut step: impl FnMut(&mut Circuit, i64) -> T,
+    ) -> Result<T> {
+        let key = self.circuit_key(endpoint);
+        for _ in 0..CAS_ATTEMPTS {
+            let (stored, now): (String, i64) = READ_CIRCUIT
+                .key(&key)
+                .invoke_async(&mut self.connection())
+                .await
+                .map_err(backend)?;
+            let mut circuit: Circuit = if stored.is_empty() {
+                Circuit::default()
+            } else {
+                serde_json::from_str(&stored)
+                    .map_err(|e| Error::Backend(format!("corrupt circuit: {e}").into()))?
+            };
+            let answer = step(&mut circuit, now);
+            let updated = serde_json::to_string(&circuit).expect("circuits serialise");
+            if updated == stored || (stored.is_empty() && circuit == Circuit::default()) {
+                return Ok(answer);
+            }
+            let swapped: i64 = SWAP_CIRCUIT
+                .key(&key)
+                .arg(&stored)
+                .arg(&updated)
+                .invoke_async(&mut self.connection())
+                .await
+                .map_err(backend)?;
+            if swapped == 1 {
+                return Ok(answer);
+            }
+        }
+        Err(Error::Backend("circuit too contended to update".into()))
+    }
+}
+
+#[async_trait]
+impl EndpointStore for RedisBackend {
+    async fn create(&self, endpoint: NewEndpoint) -> Result<Endpoint> {
+        let endpoint = endpoint.into_endpoint();
+        let added: i64 = redis::cmd("HSETNX")
+            .arg(self.endpoints_key())
+            .arg(&endpoint.id)
+            .arg(serde_json::to_string(&endpoint).expect("endpoints serialise"))
+            .query_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        if added == 1 {
+            Ok(endpoint)
+        } else {
+            Err(Error::AlreadyExists(format!("endpoint {}", endpoint.id)))
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Endpoint>> {
+        let stored: Option<String> = redis::cmd("HGET")
+            .arg(self.endpoints_key())
+            .arg(id)
+            .query_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        stored
+            .map(|json| {
+                serde_json::from_str(&json)
+                    .map_err(|e| Error::Backend(format!("corrupt endpoint: {e}").into()))
+            })
+            .transpose()
+    }
+
+    async fn list(&self) -> Result<Vec<Endpoint>> {
+        let stored: Vec<String> = redis::cmd("HVALS")
+            .arg(self.endpoints_key())
+            .query_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        let mut endpoints = stored
+            .iter()
+            .map(|json| {
+                serde_json::from_str(json)
+                    .map_err(|e| Error::Backend(format!("corrupt endpoint: {e}").into()))
+            })
+            .collect::<Result<Vec<Endpoint>>>()?;
+        endpoints.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(endpoints)
+    }
+
+    async fn update(&self, id: &str, update: EndpointUpdate) -> Result<Endpoint> {
+        self.change_endpoint(id, |endpoint| update.apply(endpoint))
+            .await
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        new: Option<String>,
+        grace: Duration,
+    ) -> Result<Endpoint> {
+        self.change_endpoint(id, |endpoint| rotate(endpoint, new, grace))
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        let removed: i64 = redis::cmd("HDEL")
+            .arg(self.endpoints_key())
+            .arg(id)
+            .query_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        if removed == 1 {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("endpoint {id}")))
+        }
+    }
+}
+
+/// Circuit breakers shared by every process on this Redis.
+#[derive(Debug, Clone)]
+pub struct RedisCircuitBreaker {
+    backend: RedisBackend,
+    config: BreakerConfig,
+}
+
+impl RedisBackend {
+    /// Circuit breakers with `config`, stored in this pipeline's keys.
+    pub fn circuit_breaker(&self, config: BreakerConfig) -> RedisCircuitBreaker {
+        RedisCircuitBreaker {
+            backend: self.clone(),
+            config,
+        }
+    }
+}
+
+#[async_trait]
+impl CircuitBreaker for RedisCircuitBreaker {
+    async fn acquire(&self, endpoint: &str) -> Result<Permit> {
+        let config = self.config;
+        self.backend
+            .with_circuit(endpoint, |circuit, now| circuit.acquire(now, &config))
+            .await
+    }
+
+    async fn record(&self, endpoint: &str, success: bool) -> Result<()> {
+        let config = self.config;
+        self.backend
+            .with_circuit(endpoint, |circuit, now| {
+                circuit.record(now, success, &config)
+            })
+            .await
+    }
+
+    async fn state(&self, endpoint: &str) -> Result<CircuitState> {
+        self.backend
+            .with_circuit(endpoint, |circuit, now| circuit.state(now))
+            .await
+    }
+}
+
+#[async_trait]
+impl AttemptLog for RedisBackend {
+    async fn record(&self, attempt: DeliveryAttempt) -> Result<()> {
+        let json = serde_json::to_string(&attempt).expect("attempts serialise");
+        let by_message = format!("{}:attempts:msg:{}", self.keys.tag, attempt.message_id);
+        let by_endpoint = format!("{}:attempts:ep:{}", self.keys.tag, attempt.endpoint_id);
+        redis::pipe()
+            .atomic()
+            .rpush(&by_message, &json)
+            .ignore()
+            .expire(
+                &by_message,
+                i64::try_from(ATTEMPT_RETENTION.as_secs()).unwrap_or(i64::MAX),
+            )
+            .ignore()
+            .rpush(&by_endpoint, &json)
+            .ignore()
+            .ltrim(&by_endpoint, -ATTEMPTS_PER_ENDPOINT, -1)
+            .ignore()
+            .query_async::<()>(&mut self.connection())
+            .await
+            .map_err(backend)
+    }
+
+    async fn for_message(&self, message_id: &str) -> Result<Vec<DeliveryAttempt>> {
+        let key = format!("{}:attempts:msg:{message_id}", self.keys.tag);
+        self.attempts_in(&key, 0).await
+    }
+
+    async fn for_endpoint(&self, endpoint_id: &str, limit: usize) -> Result<Vec<DeliveryAttempt>> {
+        let key = format!("{}:attempts:ep:{endpoint_id}", self.keys.tag);
+        self.attempts_in(&key, isize::try_from(limit).unwrap_or(isize::MAX))
+            .await
+    }
+}
+
+impl RedisBackend {
+    /// The list's attempts, the newest `newest` of them (0: all).
+    async fn attempts_in(&self, key: &str, newest: isize) -> Result<Vec<DeliveryAttempt>> {
+        let start = if newest == 0 { 0 } else { -newest };
+        let stored: Vec<String> = redis::cmd("LRANGE")
+            .arg(key)
+            .arg(start)
+            .arg(-1)
+            .query_async(&mut self.connection())
+            .await
+            .map_err(backend)?;
+        stored
+            .iter()
+            .map(|json| {
+                serde_json::from_str(json)
+                    .map_err(|e| Error::Backend(format!("corrupt attempt: {e}").into()))
+            })
+            .collect()
+    }
+}
