@@ -34,6 +34,8 @@
 
 mod batch;
 mod dead_letter;
+#[cfg(feature = "deliver")]
+mod delivery;
 mod events;
 mod idempotency;
 mod maintenance;
@@ -47,6 +49,8 @@ use sqlx::{Executor, PgPool};
 use tokio::sync::{Notify, mpsc};
 use webhook_armor::{Error, Result};
 
+#[cfg(feature = "deliver")]
+pub use delivery::PostgresCircuitBreaker;
 pub use queue::AttemptRecord;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -25,3 +25,20 @@ mod without_group_commit {
 
     webhook_armor::conformance_tests!(postgres);
 }
+
+mod delivery {
+    use std::sync::Arc;
+
+    use webhook_armor::conformance::{CONFORMANCE_BREAKER, DeliveryBackend};
+
+    async fn postgres() -> DeliveryBackend {
+        let backend = super::common::backend("delivery").await;
+        DeliveryBackend {
+            breaker: Arc::new(backend.circuit_breaker(CONFORMANCE_BREAKER)),
+            endpoints: Arc::new(backend.clone()),
+            attempts: Arc::new(backend),
+        }
+    }
+
+    webhook_armor::delivery_conformance_tests!(postgres);
+}
