@@ -196,7 +196,9 @@ impl CircuitBreaker for PostgresCircuitBreaker {
 }
 
 fn attempt_from(row: &sqlx::postgres::PgRow) -> DeliveryAttempt {
-    let mut attempt: DeliveryAttempt = serde_json::from_value(serde_json::json!({
+    // DeliveryAttempt is non-exhaustive outside the core crate; build it
+    // through serde, as a stored record.
+    serde_json::from_value(serde_json::json!({
         "message_id": row.get::<String, _>("message_id"),
         "endpoint_id": row.get::<String, _>("endpoint_id"),
         "attempt": row.get::<i32, _>("attempt"),
@@ -207,8 +209,7 @@ fn attempt_from(row: &sqlx::postgres::PgRow) -> DeliveryAttempt {
         "error": row.get::<Option<String>, _>("error"),
         "response_snippet": row.get::<String, _>("response_snippet"),
     }))
-    .expect("columns match the struct");
-    attempt
+    .expect("columns match the struct")
 }
 
 const ATTEMPT_COLUMNS: &str =
