@@ -33,7 +33,7 @@ pub(crate) struct AckRequest {
 
 /// Runs `flush` on batches of requests from the returned sender, IN_FLIGHT at
 /// a time, until every sender is dropped.
-fn spawn_batcher<R, F, Fut>(flush: F) -> mpsc::Sender<R>
+pub(crate) fn spawn_batcher<R, F, Fut>(flush: F) -> mpsc::Sender<R>
 where
     R: Send + 'static,
     F: Fn(Vec<R>) -> Fut + Send + 'static,

@@ -22,6 +22,12 @@ fn encode<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 impl PostgresBackend {
+    /// The attempt logger, started on first use.
+    fn attempt_log(&self) -> &tokio::sync::mpsc::Sender<AttemptRequest> {
+        self.attempt_logger
+            .get_or_init(|| spawn_attempt_logger(self.pool.clone()))
+    }
+
     async fn change_endpoint(
         &self,
         id: &str,
@@ -54,7 +60,37 @@ impl PostgresBackend {
     async fn with_circuit<T>(
         &self,
         endpoint: &str,
-        step: impl FnOnce(&mut Circuit, i64) -> T,
+        step: impl Fn(&mut Circuit, i64) -> T,
+    ) -> Result<T> {
+        // Fast path, the healthy case: read without a lock; if the step
+        // changes nothing (a closed circuit allowing, a success on a clean
+        // circuit), that is the answer. Every delivery to one endpoint would
+        // otherwise queue on the same row lock.
+        let row = sqlx::query(
+            "SELECT c.circuit, (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms
+             FROM (SELECT 1) one LEFT JOIN circuits c ON c.endpoint_id = $1",
+        )
+        .bind(endpoint)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let stored: Circuit = match row.get::<Option<serde_json::Value>, _>("circuit") {
+            Some(value) => decode(value, "circuit")?,
+            None => Circuit::default(),
+        };
+        let mut circuit = stored.clone();
+        let answer = step(&mut circuit, row.get("now_ms"));
+        if circuit == stored {
+            return Ok(answer);
+        }
+        self.with_locked_circuit(endpoint, step).await
+    }
+
+    /// The slow path: the circuit's row locked while the step runs.
+    async fn with_locked_circuit<T>(
+        &self,
+        endpoint: &str,
+        step: impl Fn(&mut Circuit, i64) -> T,
     ) -> Result<T> {
         let mut transaction = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
@@ -212,29 +248,77 @@ fn attempt_from(row: &sqlx::postgres::PgRow) -> DeliveryAttempt {
     .expect("columns match the struct")
 }
 
+/// One attempt waiting for its batch, and who to tell when it is stored.
+pub(crate) type AttemptRequest = (DeliveryAttempt, tokio::sync::oneshot::Sender<Result<()>>);
+
+/// Group commit for the attempt log: one INSERT per batch of concurrent attempts.
+pub(crate) fn spawn_attempt_logger(
+    pool: sqlx::PgPool,
+) -> tokio::sync::mpsc::Sender<AttemptRequest> {
+    crate::batch::spawn_batcher(move |batch: Vec<AttemptRequest>| {
+        let pool = pool.clone();
+        async move {
+            let messages: Vec<&str> = batch.iter().map(|(a, _)| a.message_id.as_str()).collect();
+            let endpoints: Vec<&str> = batch.iter().map(|(a, _)| a.endpoint_id.as_str()).collect();
+            let numbers: Vec<i32> = batch
+                .iter()
+                .map(|(a, _)| i32::try_from(a.attempt).unwrap_or(i32::MAX))
+                .collect();
+            let at: Vec<i64> = batch.iter().map(|(a, _)| a.at_ms).collect();
+            let statuses: Vec<Option<i32>> =
+                batch.iter().map(|(a, _)| a.status.map(i32::from)).collect();
+            let latencies: Vec<i64> = batch
+                .iter()
+                .map(|(a, _)| i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+                .collect();
+            let outcomes: Vec<&str> = batch.iter().map(|(a, _)| a.outcome.as_str()).collect();
+            let errors: Vec<Option<&str>> = batch.iter().map(|(a, _)| a.error.as_deref()).collect();
+            // NUL cannot be stored in text; a receiver's answer may contain one.
+            let snippets: Vec<String> = batch
+                .iter()
+                .map(|(a, _)| a.response_snippet.replace('\0', "\u{FFFD}"))
+                .collect();
+            let stored = sqlx::query(&format!(
+                "INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS})
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::bigint[],
+                                      $7::text[], $8::text[], $9::text[])"
+            ))
+            .bind(&messages)
+            .bind(&endpoints)
+            .bind(&numbers)
+            .bind(&at)
+            .bind(&statuses)
+            .bind(&latencies)
+            .bind(&outcomes)
+            .bind(&errors)
+            .bind(&snippets)
+            .execute(&pool)
+            .await;
+            for (_, reply) in batch {
+                let _ = reply.send(match &stored {
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(Error::Backend(
+                        format!("attempt log insert failed: {error}").into(),
+                    )),
+                });
+            }
+        }
+    })
+}
+
 const ATTEMPT_COLUMNS: &str =
     "message_id, endpoint_id, attempt, at_ms, status, latency_ms, outcome, error, response_snippet";
 
 #[async_trait]
 impl AttemptLog for PostgresBackend {
     async fn record(&self, attempt: DeliveryAttempt) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(&attempt.message_id)
-        .bind(&attempt.endpoint_id)
-        .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
-        .bind(attempt.at_ms)
-        .bind(attempt.status.map(i32::from))
-        .bind(i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX))
-        .bind(&attempt.outcome)
-        .bind(&attempt.error)
-        // NUL cannot be stored in text; a receiver's answer may contain one.
-        .bind(attempt.response_snippet.replace('\0', "\u{FFFD}"))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || Error::Backend("attempt log task stopped".into());
+        self.attempt_log()
+            .send((attempt, reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn for_message(&self, message_id: &str) -> Result<Vec<DeliveryAttempt>> {

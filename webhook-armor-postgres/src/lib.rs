@@ -138,6 +138,9 @@ pub struct PostgresBackend {
     new_work: Arc<Notify>,
     enqueues: Option<mpsc::Sender<batch::EnqueueRequest>>,
     acks: Option<mpsc::Sender<batch::AckRequest>>,
+    /// Group commit of delivery attempts, started on first use.
+    #[cfg(feature = "deliver")]
+    attempt_logger: Arc<std::sync::OnceLock<mpsc::Sender<delivery::AttemptRequest>>>,
     outgoing_events: mpsc::Sender<String>,
     /// Background tasks stop once every clone of the backend is gone.
     _alive: Arc<()>,
@@ -209,6 +212,8 @@ impl PostgresBackend {
             new_work,
             enqueues,
             acks,
+            #[cfg(feature = "deliver")]
+            attempt_logger: Arc::default(),
             outgoing_events,
             _alive: alive,
         })

@@ -1,0 +1,202 @@
+//! Outbound delivery throughput to a local receiver; prints one JSON line.
+//!
+//! ```sh
+//! cargo run --release -p webhook-armor-benches --bin delivery-throughput -- memory 50000
+//! cargo run --release -p webhook-armor-benches --bin delivery-throughput -- redis 50000
+//! cargo run --release -p webhook-armor-benches --bin delivery-throughput -- postgres 20000
+//! ```
+//!
+//! N signed messages are fanned out to one endpoint and delivered by a worker
+//! (queue, breaker, attempt log, Standard Webhooks signing, SSRF-guarded
+//! client). The baseline, in the same run, POSTs the same number of unsigned
+//! bodies straight through a hyper client at the same concurrency: the
+//! receiver's and the loopback's own cost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use webhook_armor::deliver::{
+    AttemptLog, BreakerConfig, CircuitBreaker, DeliveryClient, DeliveryHandler, Dispatcher,
+    EndpointStore, NewEndpoint, SsrfPolicy,
+};
+use webhook_armor::memory::{
+    MemoryAttemptLog, MemoryCircuitBreaker, MemoryEndpointStore, MemoryQueue,
+};
+use webhook_armor::queue::Queue;
+use webhook_armor::{RetryPolicy, Worker};
+
+const CONCURRENCY: usize = 256;
+const PAYLOAD: &[u8] = br#"{"type":"invoice.paid","data":{"amount":4200,"currency":"eur"}}"#;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let backend = args.next().unwrap_or_else(|| "memory".into());
+    let messages: usize = args
+        .next()
+        .map_or(50_000, |n| n.parse().expect("message count"));
+    let received = Arc::new(AtomicUsize::new(0));
+    let url = start_receiver(received.clone()).await;
+    let run = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+
+    type Stores = (
+        Arc<dyn Queue>,
+        Arc<dyn EndpointStore>,
+        Arc<dyn CircuitBreaker>,
+        Arc<dyn AttemptLog>,
+    );
+    let (queue, endpoints, breaker, attempts): Stores = match backend.as_str() {
+        "memory" => (
+            Arc::new(MemoryQueue::new().completed_retention(Duration::from_secs(5))),
+            Arc::new(MemoryEndpointStore::default()),
+            Arc::new(MemoryCircuitBreaker::new(BreakerConfig::default())),
+            Arc::new(MemoryAttemptLog::new(100_000)),
+        ),
+        "redis" => {
+            let url =
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let config = webhook_armor_redis::RedisConfig::new(format!("bench-delivery-{run}"))
+                .completed_retention(Duration::from_secs(60));
+            let redis = webhook_armor_redis::RedisBackend::connect(&url, config)
+                .await
+                .expect("Redis reachable");
+            let breaker = Arc::new(redis.circuit_breaker(BreakerConfig::default()));
+            let redis = Arc::new(redis);
+            (redis.clone(), redis.clone(), breaker, redis)
+        }
+        "postgres" => {
+            let url = std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let config = webhook_armor_postgres::PostgresConfig::new(format!("bench_{run}"))
+                .max_connections(16);
+            let postgres = webhook_armor_postgres::PostgresBackend::connect(&url, config)
+                .await
+                .expect("PostgreSQL reachable");
+            let breaker = Arc::new(postgres.circuit_breaker(BreakerConfig::default()));
+            let postgres = Arc::new(postgres);
+            (postgres.clone(), postgres.clone(), breaker, postgres)
+        }
+        other => panic!("unknown backend {other}; use memory, redis or postgres"),
+    };
+    let endpoint = endpoints
+        .create(NewEndpoint::new("bench", &url))
+        .await
+        .unwrap();
+    let dispatcher = Dispatcher::new(endpoints.clone(), queue.clone());
+    let policy = SsrfPolicy::default().allow("127.0.0.1/32").unwrap();
+    let handler = DeliveryHandler::new(endpoints, breaker, attempts, DeliveryClient::new(policy));
+
+    let started = Instant::now();
+    let senders: Vec<_> = (0..32)
+        .map(|s| {
+            let (dispatcher, endpoint_id) = (dispatcher.clone(), endpoint.id.clone());
+            tokio::spawn(async move {
+                for i in (s..messages).step_by(32) {
+                    dispatcher
+                        .send(
+                            &format!("msg_{i}"),
+                            "invoice.paid",
+                            Bytes::from_static(PAYLOAD),
+                            Some(&endpoint_id),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::new(queue.clone(), handler)
+            .concurrency(CONCURRENCY)
+            .batch_size(256)
+            .poll_interval(Duration::from_millis(5))
+            .retry_policy(RetryPolicy::default())
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    while received.load(Ordering::Relaxed) < messages || queue.stats().await.unwrap().depth() > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    worker.await.unwrap();
+    let rate = messages as f64 / elapsed.as_secs_f64();
+
+    let baseline = bare_posts(&url, messages).await;
+    let baseline_rate = messages as f64 / baseline.as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "delivery-throughput",
+            "backend": backend,
+            "messages": messages,
+            "concurrency": CONCURRENCY,
+            "deliveries_per_second": rate.round(),
+            "baseline": "unsigned POSTs through a bare hyper client, same concurrency",
+            "baseline_posts_per_second": baseline_rate.round(),
+            "ratio_to_baseline_percent": (rate / baseline_rate * 100.0).round(),
+        })
+    );
+    if backend == "postgres" {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS bench_{run} CASCADE"))
+                .execute(&pool)
+                .await;
+        }
+    }
+}
+
+/// A minimal receiver on 127.0.0.1 that counts POSTs and answers 204.
+async fn start_receiver(received: Arc<AtomicUsize>) -> String {
+    let app = axum::Router::new().fallback(move || {
+        received.fetch_add(1, Ordering::Relaxed);
+        async { axum::http::StatusCode::NO_CONTENT }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// The baseline: the same POSTs without queue, signing, breaker or log.
+async fn bare_posts(url: &str, count: usize) -> Duration {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, next, url) = (client.clone(), next.clone(), url.to_owned());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < count {
+                    let request = hyper::Request::post(&url)
+                        .body(Full::new(Bytes::from_static(PAYLOAD)))
+                        .unwrap();
+                    let response = client.request(request).await.unwrap();
+                    assert!(response.status().is_success());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
+}
