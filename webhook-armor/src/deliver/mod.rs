@@ -48,4 +48,4 @@ pub use endpoint::{
 };
 pub use guard::SsrfPolicy;
 pub use handler::{DeliveryHandler, Verdict, classify};
-pub use sign::{SigningStyle, signature_headers};
+pub use sign::{Signer, SigningStyle, signature_headers};

@@ -18,23 +18,42 @@ pub enum SigningStyle {
     StripeStyle,
 }
 
-/// The headers signing `body` of message `id` at `timestamp` with every
-/// secret in `secrets`.
-pub fn signature_headers(
+/// Prepared signing keys of one endpoint: decoding secrets and the HMAC key
+/// schedule happen once here, not per delivery.
+#[derive(Debug, Clone)]
+pub struct Signer {
     style: SigningStyle,
-    secrets: &[&str],
-    id: &str,
-    event_type: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> Result<HeaderMap, InvalidSecret> {
-    let mut headers = HeaderMap::new();
-    let value = |text: &str| {
-        HeaderValue::from_str(text).map_err(|_| InvalidSecret("header-unsafe id or event type"))
-    };
-    match style {
-        SigningStyle::StandardWebhooks => {
-            let signer = StandardWebhooks::new(secrets)?;
+    standard: Option<StandardWebhooks>,
+    stripe: Option<Stripe>,
+}
+
+impl Signer {
+    /// A signer of `style` with every secret in `secrets`.
+    pub fn new(style: SigningStyle, secrets: &[&str]) -> Result<Self, InvalidSecret> {
+        let (standard, stripe) = match style {
+            SigningStyle::StandardWebhooks => (Some(StandardWebhooks::new(secrets)?), None),
+            SigningStyle::StripeStyle => (None, Some(Stripe::new(secrets)?)),
+        };
+        Ok(Self {
+            style,
+            standard,
+            stripe,
+        })
+    }
+
+    /// The headers signing `body` of message `id` at `timestamp`.
+    pub fn headers(
+        &self,
+        id: &str,
+        event_type: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<HeaderMap, InvalidSecret> {
+        let mut headers = HeaderMap::new();
+        let value = |text: &str| {
+            HeaderValue::from_str(text).map_err(|_| InvalidSecret("header-unsafe id or event type"))
+        };
+        if let Some(signer) = &self.standard {
             headers.insert(HeaderName::from_static("webhook-id"), value(id)?);
             headers.insert(
                 HeaderName::from_static("webhook-timestamp"),
@@ -45,8 +64,7 @@ pub fn signature_headers(
                 value(&signer.sign(id, timestamp, body))?,
             );
         }
-        SigningStyle::StripeStyle => {
-            let signer = Stripe::new(secrets)?;
+        if let Some(signer) = &self.stripe {
             headers.insert(
                 HeaderName::from_static("x-webhook-signature"),
                 value(&signer.sign(timestamp, body))?,
@@ -57,12 +75,25 @@ pub fn signature_headers(
                 value(&timestamp.to_string())?,
             );
         }
+        if self.style == SigningStyle::StripeStyle || !event_type.is_empty() {
+            headers.insert(
+                HeaderName::from_static("x-webhook-event-type"),
+                value(event_type)?,
+            );
+        }
+        Ok(headers)
     }
-    if style == SigningStyle::StripeStyle || !event_type.is_empty() {
-        headers.insert(
-            HeaderName::from_static("x-webhook-event-type"),
-            value(event_type)?,
-        );
-    }
-    Ok(headers)
+}
+
+/// The headers signing `body` of message `id` at `timestamp` with every
+/// secret in `secrets` (a one-off [`Signer`]).
+pub fn signature_headers(
+    style: SigningStyle,
+    secrets: &[&str],
+    id: &str,
+    event_type: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<HeaderMap, InvalidSecret> {
+    Signer::new(style, secrets)?.headers(id, event_type, timestamp, body)
 }
