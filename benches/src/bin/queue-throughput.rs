@@ -125,7 +125,7 @@ async fn main() {
         );
         return;
     }
-    let elapsed = pipeline(queue, connections, jobs, true).await;
+    let (elapsed, windows) = pipeline_with_windows(queue, connections, jobs, true).await;
     let rate = jobs as f64 / elapsed.as_secs_f64();
     let mut report = serde_json::json!({
         "bench": "queue-throughput",
@@ -136,6 +136,11 @@ async fn main() {
         "lease_batch": BATCH,
         "seconds": elapsed.as_secs_f64(),
         "jobs_per_second": rate.round(),
+        "acks_per_second_by_tenth": windows,
+        "last_tenth_vs_first_percent": match (windows.first(), windows.last()) {
+            (Some(first), Some(last)) if *first > 0.0 => (last / first * 100.0).round(),
+            _ => 0.0,
+        },
     });
     if backend == "redis" {
         let baseline = bare_redis_list(&url, &format!("bench-bare-{run}"), jobs).await;
@@ -183,8 +188,41 @@ async fn pipeline(
     jobs: usize,
     produce: bool,
 ) -> Duration {
+    pipeline_with_windows(producer, workers, jobs, produce)
+        .await
+        .0
+}
+
+/// The pipeline, also timing each tenth of the acks: a queue whose dead rows
+/// pile up slows down as the run goes on, which the tenths show.
+async fn pipeline_with_windows(
+    producer: Arc<dyn Queue>,
+    workers: Vec<Arc<dyn Queue>>,
+    jobs: usize,
+    produce: bool,
+) -> (Duration, Vec<f64>) {
     let acked = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
+    let sampler = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            let tenth = (jobs / 10).max(1);
+            let mut rates: Vec<f64> = Vec::new();
+            let mut window_start = Instant::now();
+            while rates.len() < 10 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let done = (acked.load(Ordering::Relaxed) / tenth).min(10);
+                if done > rates.len() {
+                    // Tenths finished since the last sample share its rate.
+                    let crossed = done - rates.len();
+                    let rate = (crossed * tenth) as f64 / window_start.elapsed().as_secs_f64();
+                    rates.extend(std::iter::repeat_n(rate.round(), crossed));
+                    window_start = Instant::now();
+                }
+            }
+            rates
+        })
+    };
     let producers = if produce {
         spawn_producers(&producer, jobs)
     } else {
@@ -217,7 +255,8 @@ async fn pipeline(
     for task in producers.into_iter().chain(consumers) {
         task.await.unwrap();
     }
-    start.elapsed()
+    let elapsed = start.elapsed();
+    (elapsed, sampler.await.unwrap_or_default())
 }
 
 /// The same flow through a plain Redis list: what Redis does with no
