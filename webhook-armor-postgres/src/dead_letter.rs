@@ -3,7 +3,8 @@ use bytes::Bytes;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use webhook_armor::dead_letter::{
-    DeadLetter, DeadLetterFilter, DeadLetterState, DeadLetterStore, Page, Replayed,
+    DeadLetter, DeadLetterFilter, DeadLetterState, DeadLetterStore, Page, Replayed, decode_cursor,
+    encode_cursor,
 };
 use webhook_armor::queue::{Job, NewJob};
 use webhook_armor::{Error, Result};
@@ -36,15 +37,6 @@ fn letter_from(row: &PgRow) -> Result<DeadLetter> {
     Ok(letter)
 }
 
-/// Cursor: microseconds and id of the last row, so rows within one
-/// millisecond still page in a stable order.
-fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
-    cursor
-        .split_once(':')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .ok_or_else(|| Error::InvalidInput(format!("bad cursor {cursor:?}")))
-}
-
 /// PostgreSQL timestamps span 4713 BC to 294276 AD; a filter bound beyond
 /// that means "no bound" in practice, so it is clamped rather than refused.
 fn clamp_to_timestamp_range(unix_ms: i64) -> i64 {
@@ -66,7 +58,7 @@ impl DeadLetterStore for PostgresBackend {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<DeadLetter>> {
-        let cursor = after.map(parse_cursor).transpose()?;
+        let cursor = after.map(decode_cursor).transpose()?;
         let (metadata_key, metadata_value) = filter.metadata.clone().unzip();
         let sql = format!(
             "SELECT {LETTER_COLUMNS} FROM dead_letters
@@ -93,13 +85,8 @@ impl DeadLetterStore for PostgresBackend {
         let more = rows.len() > limit;
         let rows = &rows[..rows.len().min(limit)];
         let next = if more {
-            rows.last().map(|row| {
-                format!(
-                    "{}:{}",
-                    row.get::<i64, _>("at_us"),
-                    row.get::<String, _>("id")
-                )
-            })
+            rows.last()
+                .map(|row| encode_cursor(row.get::<i64, _>("at_us"), &row.get::<String, _>("id")))
         } else {
             None
         };
@@ -147,24 +134,6 @@ impl DeadLetterStore for PostgresBackend {
         match known {
             Some(_) => Ok(Replayed::AlreadyReplayed),
             None => Err(Error::NotFound(format!("dead letter {id}"))),
-        }
-    }
-
-    async fn replay_matching(&self, filter: &DeadLetterFilter) -> Result<u64> {
-        let pending = filter.clone().with_state(DeadLetterState::Pending);
-        let mut replayed = 0;
-        let mut after = None;
-        loop {
-            let page = self.list(&pending, after.as_deref(), 500).await?;
-            for letter in &page.items {
-                if self.replay(&letter.job.id).await? == Replayed::Requeued {
-                    replayed += 1;
-                }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(replayed),
-            }
         }
     }
 

@@ -3,7 +3,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use webhook_armor::dead_letter::{
-    DeadLetter, DeadLetterFilter, DeadLetterState, DeadLetterStore, Page, Replayed,
+    DeadLetter, DeadLetterFilter, DeadLetterState, DeadLetterStore, Page, Replayed, decode_cursor,
+    encode_cursor,
 };
 use webhook_armor::queue::{Job, NewJob};
 use webhook_armor::{Error, Result};
@@ -48,13 +49,6 @@ fn letter_from(id: &str, fields: &HashMap<String, Vec<u8>>) -> Result<DeadLetter
     Ok(letter)
 }
 
-fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
-    cursor
-        .split_once(':')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .ok_or_else(|| Error::InvalidInput(format!("bad cursor {cursor:?}")))
-}
-
 #[async_trait]
 impl DeadLetterStore for RedisBackend {
     async fn list(
@@ -63,7 +57,7 @@ impl DeadLetterStore for RedisBackend {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<DeadLetter>> {
-        let start = after.map(parse_cursor).transpose()?;
+        let start = after.map(decode_cursor).transpose()?;
         let min_score = start.as_ref().map_or(i64::MIN, |(at, _)| *at);
         let min = if min_score == i64::MIN {
             "-inf".to_owned()
@@ -112,7 +106,7 @@ impl DeadLetterStore for RedisBackend {
                 }
                 if items.len() == limit {
                     let last = items.last().expect("limit > 0 when full");
-                    let next = format!("{}:{}", last.dead_lettered_at_ms, last.job.id);
+                    let next = encode_cursor(last.dead_lettered_at_ms, &last.job.id);
                     return Ok(Page {
                         items,
                         next: Some(next),
@@ -152,24 +146,6 @@ impl DeadLetterStore for RedisBackend {
             1 => Ok(Replayed::Requeued),
             0 => Ok(Replayed::AlreadyReplayed),
             _ => Err(Error::NotFound(format!("dead letter {id}"))),
-        }
-    }
-
-    async fn replay_matching(&self, filter: &DeadLetterFilter) -> Result<u64> {
-        let pending = filter.clone().with_state(DeadLetterState::Pending);
-        let mut replayed = 0;
-        let mut after = None;
-        loop {
-            let page = self.list(&pending, after.as_deref(), 500).await?;
-            for letter in &page.items {
-                if self.replay(&letter.job.id).await? == Replayed::Requeued {
-                    replayed += 1;
-                }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(replayed),
-            }
         }
     }
 

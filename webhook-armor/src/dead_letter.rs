@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
 use crate::queue::Job;
+use crate::{Error, Result};
 
 /// Where a dead letter stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,6 +120,20 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// The opaque cursor for a position in listing order: a time (in whatever
+/// unit the backend orders by) and the id that breaks ties.
+pub fn encode_cursor(position: i64, id: &str) -> String {
+    format!("{position}:{id}")
+}
+
+/// Reads a cursor made by [`encode_cursor`].
+pub fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
+    cursor
+        .split_once(':')
+        .and_then(|(position, id)| Some((position.parse().ok()?, id.to_owned())))
+        .ok_or_else(|| Error::InvalidInput(format!("bad cursor {cursor:?}")))
+}
+
 /// What a replay did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replayed {
@@ -173,7 +187,28 @@ pub trait DeadLetterStore: Send + Sync + std::fmt::Debug + 'static {
     async fn replay(&self, id: &str) -> Result<Replayed>;
 
     /// Replays every pending dead letter matching `filter`; returns how many.
-    async fn replay_matching(&self, filter: &DeadLetterFilter) -> Result<u64>;
+    ///
+    /// The default pages through [`list`](Self::list) and replays each; a
+    /// letter replayed or discarded by someone else meanwhile is skipped.
+    async fn replay_matching(&self, filter: &DeadLetterFilter) -> Result<u64> {
+        let pending = filter.clone().with_state(DeadLetterState::Pending);
+        let mut replayed = 0;
+        let mut after = None;
+        loop {
+            let page = self.list(&pending, after.as_deref(), 500).await?;
+            for letter in &page.items {
+                match self.replay(&letter.job.id).await {
+                    Ok(Replayed::Requeued) => replayed += 1,
+                    Ok(Replayed::AlreadyReplayed) | Err(Error::NotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(replayed),
+            }
+        }
+    }
 
     /// Deletes a dead letter for good.
     /// Fails with [`Error::NotFound`](crate::Error::NotFound) for an unknown id.

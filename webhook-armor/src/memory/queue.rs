@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use crate::clock::unix_millis_now;
 use crate::dead_letter::{
-    DeadLetter, DeadLetterFilter, DeadLetterState, DeadLetterStore, Page, Replayed,
+    DeadLetter, DeadLetterFilter, DeadLetterState, DeadLetterStore, Page, Replayed, decode_cursor,
+    encode_cursor,
 };
 use crate::queue::{Enqueued, Job, Lease, LeaseToken, NewJob, Queue, QueueStats};
 use crate::{Error, Result};
@@ -344,18 +345,6 @@ impl Queue for MemoryQueue {
     }
 }
 
-/// Cursor text for a dead letter's position in the listing order.
-fn cursor(at_ms: i64, id: &str) -> String {
-    format!("{at_ms}:{id}")
-}
-
-fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
-    cursor
-        .split_once(':')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .ok_or_else(|| Error::InvalidInput(format!("bad cursor {cursor:?}")))
-}
-
 #[async_trait]
 impl DeadLetterStore for MemoryQueue {
     async fn list(
@@ -364,7 +353,7 @@ impl DeadLetterStore for MemoryQueue {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<DeadLetter>> {
-        let start = after.map(parse_cursor).transpose()?;
+        let start = after.map(decode_cursor).transpose()?;
         let state = self.lock();
         let mut items: Vec<DeadLetter> = Vec::new();
         let mut next = None;
@@ -382,7 +371,7 @@ impl DeadLetterStore for MemoryQueue {
             if items.len() == limit {
                 next = items
                     .last()
-                    .map(|l| cursor(l.dead_lettered_at_ms, &l.job.id));
+                    .map(|l| encode_cursor(l.dead_lettered_at_ms, &l.job.id));
                 break;
             }
             items.push(letter.clone());
@@ -417,26 +406,6 @@ impl DeadLetterStore for MemoryQueue {
         }
         self.wake_workers();
         Ok(Replayed::Requeued)
-    }
-
-    async fn replay_matching(&self, filter: &DeadLetterFilter) -> Result<u64> {
-        let ids: Vec<String> = {
-            let state = self.lock();
-            state
-                .letters
-                .values()
-                .filter(|l| l.state == DeadLetterState::Pending && filter.matches(l))
-                .map(|l| l.job.id.clone())
-                .collect()
-        };
-        let mut replayed = 0;
-        for id in ids {
-            // Another caller may have replayed or discarded it meanwhile.
-            if let Ok(Replayed::Requeued) = self.replay(&id).await {
-                replayed += 1;
-            }
-        }
-        Ok(replayed)
     }
 
     async fn discard(&self, id: &str) -> Result<()> {
