@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Row;
 use webhook_armor::deliver::{
-    AttemptLog, BreakerConfig, Circuit, CircuitBreaker, CircuitState, DeliveryAttempt, Endpoint,
-    EndpointStore, EndpointUpdate, NewEndpoint, Permit, rotate,
+    AttemptLog, BreakerConfig, Circuit, CircuitStep, CircuitStore, DeliveryAttempt, Endpoint,
+    EndpointStore, EndpointUpdate, NewEndpoint, SharedCircuitBreaker, StepAnswer, rotate,
 };
 use webhook_armor::{Error, Result};
 
@@ -190,43 +190,24 @@ impl EndpointStore for PostgresBackend {
 }
 
 /// Circuit breakers shared by every process on this database.
-#[derive(Debug, Clone)]
-pub struct PostgresCircuitBreaker {
-    backend: PostgresBackend,
-    config: BreakerConfig,
-}
+pub type PostgresCircuitBreaker = SharedCircuitBreaker<PostgresBackend>;
 
 impl PostgresBackend {
-    /// Circuit breakers with `config`, stored in this pipeline's schema.
+    /// Circuit breakers with `config`, stored in this pipeline.
     pub fn circuit_breaker(&self, config: BreakerConfig) -> PostgresCircuitBreaker {
-        PostgresCircuitBreaker {
-            backend: self.clone(),
-            config,
-        }
+        SharedCircuitBreaker::new(self.clone(), config)
     }
 }
 
 #[async_trait]
-impl CircuitBreaker for PostgresCircuitBreaker {
-    async fn acquire(&self, endpoint: &str) -> Result<Permit> {
-        let config = self.config;
-        self.backend
-            .with_circuit(endpoint, |circuit, now| circuit.acquire(now, &config))
-            .await
-    }
-
-    async fn record(&self, endpoint: &str, success: bool) -> Result<()> {
-        let config = self.config;
-        self.backend
-            .with_circuit(endpoint, |circuit, now| {
-                circuit.record(now, success, &config)
-            })
-            .await
-    }
-
-    async fn state(&self, endpoint: &str) -> Result<CircuitState> {
-        self.backend
-            .with_circuit(endpoint, |circuit, now| circuit.state(now))
+impl CircuitStore for PostgresBackend {
+    async fn apply(
+        &self,
+        endpoint: &str,
+        step: CircuitStep,
+        config: &BreakerConfig,
+    ) -> Result<StepAnswer> {
+        self.with_circuit(endpoint, |circuit, now| circuit.apply(step, now, config))
             .await
     }
 }

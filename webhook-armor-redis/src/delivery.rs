@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use webhook_armor::deliver::{
-    AttemptLog, BreakerConfig, Circuit, CircuitBreaker, CircuitState, DeliveryAttempt, Endpoint,
-    EndpointStore, EndpointUpdate, NewEndpoint, Permit, rotate,
+    AttemptLog, BreakerConfig, Circuit, CircuitStep, CircuitStore, DeliveryAttempt, Endpoint,
+    EndpointStore, EndpointUpdate, NewEndpoint, SharedCircuitBreaker, StepAnswer, rotate,
 };
 use webhook_armor::{Error, Result};
 
@@ -203,43 +203,24 @@ impl EndpointStore for RedisBackend {
 }
 
 /// Circuit breakers shared by every process on this Redis.
-#[derive(Debug, Clone)]
-pub struct RedisCircuitBreaker {
-    backend: RedisBackend,
-    config: BreakerConfig,
-}
+pub type RedisCircuitBreaker = SharedCircuitBreaker<RedisBackend>;
 
 impl RedisBackend {
-    /// Circuit breakers with `config`, stored in this pipeline's keys.
+    /// Circuit breakers with `config`, stored in this pipeline.
     pub fn circuit_breaker(&self, config: BreakerConfig) -> RedisCircuitBreaker {
-        RedisCircuitBreaker {
-            backend: self.clone(),
-            config,
-        }
+        SharedCircuitBreaker::new(self.clone(), config)
     }
 }
 
 #[async_trait]
-impl CircuitBreaker for RedisCircuitBreaker {
-    async fn acquire(&self, endpoint: &str) -> Result<Permit> {
-        let config = self.config;
-        self.backend
-            .with_circuit(endpoint, |circuit, now| circuit.acquire(now, &config))
-            .await
-    }
-
-    async fn record(&self, endpoint: &str, success: bool) -> Result<()> {
-        let config = self.config;
-        self.backend
-            .with_circuit(endpoint, |circuit, now| {
-                circuit.record(now, success, &config)
-            })
-            .await
-    }
-
-    async fn state(&self, endpoint: &str) -> Result<CircuitState> {
-        self.backend
-            .with_circuit(endpoint, |circuit, now| circuit.state(now))
+impl CircuitStore for RedisBackend {
+    async fn apply(
+        &self,
+        endpoint: &str,
+        step: CircuitStep,
+        config: &BreakerConfig,
+    ) -> Result<StepAnswer> {
+        self.with_circuit(endpoint, |circuit, now| circuit.apply(step, now, config))
             .await
     }
 }

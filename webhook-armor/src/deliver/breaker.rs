@@ -88,6 +88,101 @@ pub trait CircuitBreaker: Send + Sync + std::fmt::Debug + 'static {
     async fn state(&self, endpoint: &str) -> Result<CircuitState>;
 }
 
+/// One operation on a circuit, for stores that run it where the state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitStep {
+    /// [`Circuit::acquire`].
+    Acquire,
+    /// [`Circuit::record`].
+    Record {
+        /// Whether the delivery went well.
+        success: bool,
+    },
+    /// [`Circuit::state`].
+    Read,
+}
+
+/// What a [`CircuitStep`] answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepAnswer {
+    /// From [`CircuitStep::Acquire`].
+    Permit(Permit),
+    /// From [`CircuitStep::Record`].
+    Recorded,
+    /// From [`CircuitStep::Read`].
+    State(CircuitState),
+}
+
+/// Storage of circuits shared between processes: runs a step on an
+/// endpoint's stored [`Circuit`] at the store's clock, atomically with respect
+/// to every other caller (a row lock, a compare-and-set). Wrap it in a
+/// [`SharedCircuitBreaker`] to get a [`CircuitBreaker`].
+#[async_trait]
+pub trait CircuitStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies `step` (with `config`) to `endpoint`'s circuit, saving any change.
+    async fn apply(
+        &self,
+        endpoint: &str,
+        step: CircuitStep,
+        config: &BreakerConfig,
+    ) -> Result<StepAnswer>;
+}
+
+/// A [`CircuitBreaker`] whose circuits live in a [`CircuitStore`], so every
+/// worker of every process agrees on them.
+#[derive(Debug, Clone)]
+pub struct SharedCircuitBreaker<S> {
+    store: S,
+    config: BreakerConfig,
+}
+
+impl<S> SharedCircuitBreaker<S> {
+    /// Breakers with `config` over `store`.
+    pub fn new(store: S, config: BreakerConfig) -> Self {
+        Self { store, config }
+    }
+}
+
+fn unexpected(answer: StepAnswer) -> crate::Error {
+    crate::Error::Backend(format!("circuit store answered {answer:?} to the wrong step").into())
+}
+
+#[async_trait]
+impl<S: CircuitStore> CircuitBreaker for SharedCircuitBreaker<S> {
+    async fn acquire(&self, endpoint: &str) -> Result<Permit> {
+        match self
+            .store
+            .apply(endpoint, CircuitStep::Acquire, &self.config)
+            .await?
+        {
+            StepAnswer::Permit(permit) => Ok(permit),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn record(&self, endpoint: &str, success: bool) -> Result<()> {
+        match self
+            .store
+            .apply(endpoint, CircuitStep::Record { success }, &self.config)
+            .await?
+        {
+            StepAnswer::Recorded => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn state(&self, endpoint: &str) -> Result<CircuitState> {
+        match self
+            .store
+            .apply(endpoint, CircuitStep::Read, &self.config)
+            .await?
+        {
+            StepAnswer::State(state) => Ok(state),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 /// The state machine of one circuit, on millisecond timestamps from any
 /// clock that only moves forward (a monotonic clock in memory, the database's
 /// or Redis's clock for shared circuits). Serialisable, so shared backends
@@ -143,6 +238,18 @@ impl Circuit {
                 Permit::Probe
             }
             None => Permit::Allowed,
+        }
+    }
+
+    /// Runs `step` at `now`.
+    pub fn apply(&mut self, step: CircuitStep, now: i64, config: &BreakerConfig) -> StepAnswer {
+        match step {
+            CircuitStep::Acquire => StepAnswer::Permit(self.acquire(now, config)),
+            CircuitStep::Record { success } => {
+                self.record(now, success, config);
+                StepAnswer::Recorded
+            }
+            CircuitStep::Read => StepAnswer::State(self.state(now)),
         }
     }
 

@@ -37,7 +37,10 @@ mod handler;
 mod sign;
 
 pub use attempts::{AttemptLog, DeliveryAttempt, EndpointStats};
-pub use breaker::{BreakerConfig, Circuit, CircuitBreaker, CircuitState, Permit};
+pub use breaker::{
+    BreakerConfig, Circuit, CircuitBreaker, CircuitState, CircuitStep, CircuitStore, Permit,
+    SharedCircuitBreaker, StepAnswer,
+};
 pub use client::{BlockedAddress, DeliveryClient, GuardedConnector, HttpOutcome};
 pub use dispatch::{
     Delivery, Dispatched, Dispatcher, KIND_DELIVERY, METADATA_ENDPOINT, METADATA_EVENT_TYPE,
