@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use webhook_armor::Error;
-use webhook_armor::queue::{NewJob, Queue};
+use webhook_armor::conformance::load::{self, PersistentProducers};
+use webhook_armor::queue::Queue;
 use webhook_armor_redis::{RedisBackend, RedisConfig};
 
 struct PrivateRedis {
@@ -86,24 +85,6 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// Every job id on the queue. The first call after a dropped connection may
-/// fail (that is the clear error); the connection manager reconnects for the next.
-async fn drain(backend: &RedisBackend) -> HashSet<String> {
-    let mut stored = HashSet::new();
-    let mut failures = 0;
-    loop {
-        match backend.lease(500, Duration::from_secs(60)).await {
-            Ok(leases) if leases.is_empty() => return stored,
-            Ok(leases) => stored.extend(leases.into_iter().map(|l| l.job.id)),
-            Err(Error::Backend(error)) if failures < 3 => {
-                failures += 1;
-                eprintln!("lease failed once the server was back ({error}); retrying");
-            }
-            Err(other) => panic!("backend did not recover: {other}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_mid_run_loses_no_acknowledged_job() {
     let mut redis = PrivateRedis::start();
@@ -112,49 +93,13 @@ async fn redis_restart_mid_run_loses_no_acknowledged_job() {
             .await
             .unwrap(),
     );
-    let acknowledged: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let backend_errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let producers: Vec<_> = (0..8)
-        .map(|p| {
-            let (backend, acknowledged, backend_errors) = (
-                backend.clone(),
-                acknowledged.clone(),
-                backend_errors.clone(),
-            );
-            tokio::spawn(async move {
-                for i in 0..400 {
-                    let id = format!("job-{p}-{i}");
-                    // A sender retries until it is acknowledged, as webhook senders do.
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-                    loop {
-                        match backend.enqueue(NewJob::new(&id, "{}")).await {
-                            Ok(_) => {
-                                acknowledged.lock().unwrap().insert(id);
-                                break;
-                            }
-                            Err(Error::Backend(error)) => {
-                                backend_errors.lock().unwrap().push(error.to_string());
-                                assert!(
-                                    tokio::time::Instant::now() < deadline,
-                                    "never recovered: {error}"
-                                );
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                            Err(other) => panic!("unexpected error kind: {other}"),
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            })
-        })
-        .collect();
-
-    while acknowledged.lock().unwrap().len() < 800 {
+    let producers = PersistentProducers::start(backend.clone(), 8, 400, Duration::from_secs(30));
+    while producers.acknowledged_count() < 800 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     redis.kill();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let errors_while_down = backend_errors.lock().unwrap().len();
+    let errors_while_down = producers.errors.lock().unwrap().len();
     assert!(
         errors_while_down > 0,
         "calls during the outage must fail, not hang or pretend"
@@ -164,13 +109,9 @@ async fn redis_restart_mid_run_loses_no_acknowledged_job() {
         "a clear error while Redis is down"
     );
     redis.spawn();
-    for producer in producers {
-        producer.await.unwrap();
-    }
-
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = producers.finish().await;
     assert_eq!(acknowledged.len(), 3200);
-    let stored = drain(&backend).await;
+    let stored = load::drain_ids(backend.as_ref(), Duration::from_secs(10)).await;
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -191,32 +132,7 @@ async fn killed_connections_fail_clearly_then_reconnect() {
     );
     let admin = redis::Client::open(redis.url()).unwrap();
     let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
-    let acknowledged: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let producers: Vec<_> = (0..8)
-        .map(|p| {
-            let (backend, acknowledged) = (backend.clone(), acknowledged.clone());
-            tokio::spawn(async move {
-                let mut errors = 0;
-                for i in 0..300 {
-                    let id = format!("job-{p}-{i}");
-                    loop {
-                        match backend.enqueue(NewJob::new(&id, "{}")).await {
-                            Ok(_) => {
-                                acknowledged.lock().unwrap().insert(id);
-                                break;
-                            }
-                            Err(Error::Backend(_)) => {
-                                errors += 1;
-                                tokio::time::sleep(Duration::from_millis(10)).await;
-                            }
-                            Err(other) => panic!("unexpected error kind: {other}"),
-                        }
-                    }
-                }
-                errors
-            })
-        })
-        .collect();
+    let producers = PersistentProducers::start(backend.clone(), 8, 300, Duration::from_secs(30));
     let mut killed = 0;
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -229,12 +145,9 @@ async fn killed_connections_fail_clearly_then_reconnect() {
         killed += n;
     }
     assert!(killed > 0, "the backend's connection was killed");
-    for producer in producers {
-        producer.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = producers.finish().await;
     assert_eq!(acknowledged.len(), 2400);
-    let stored = drain(&backend).await;
+    let stored = load::drain_ids(backend.as_ref(), Duration::from_secs(10)).await;
     assert_eq!(
         stored, acknowledged,
         "every acknowledged job is there, once"

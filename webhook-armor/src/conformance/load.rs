@@ -111,3 +111,98 @@ where
     let repeated: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
     assert!(repeated.is_empty(), "jobs run more than once: {repeated:?}");
 }
+
+/// Producers that behave like webhook senders through an outage: each job is
+/// retried until the queue acknowledges it, and every backend error seen on
+/// the way is kept.
+#[derive(Debug)]
+pub struct PersistentProducers {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    /// Ids the queue acknowledged.
+    pub acknowledged: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Backend errors returned meanwhile (any other error kind fails the test).
+    pub errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl PersistentProducers {
+    /// Starts `producers` tasks enqueueing `per_producer` jobs each, giving
+    /// up (failing) on a job not acknowledged within `patience`.
+    pub fn start(
+        queue: Arc<dyn Queue>,
+        producers: usize,
+        per_producer: usize,
+        patience: Duration,
+    ) -> Self {
+        let acknowledged: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let handles = (0..producers)
+            .map(|p| {
+                let (queue, acknowledged, errors) =
+                    (queue.clone(), acknowledged.clone(), errors.clone());
+                tokio::spawn(async move {
+                    for i in 0..per_producer {
+                        let id = format!("job-{p}-{i}");
+                        let deadline = tokio::time::Instant::now() + patience;
+                        loop {
+                            match queue.enqueue(NewJob::new(&id, "{}")).await {
+                                Ok(_) => {
+                                    acknowledged.lock().unwrap().insert(id);
+                                    break;
+                                }
+                                Err(crate::Error::Backend(error)) => {
+                                    errors.lock().unwrap().push(error.to_string());
+                                    assert!(
+                                        tokio::time::Instant::now() < deadline,
+                                        "never recovered: {error}"
+                                    );
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
+                                Err(other) => panic!("unexpected error kind: {other}"),
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            handles,
+            acknowledged,
+            errors,
+        }
+    }
+
+    /// How many jobs were acknowledged so far.
+    pub fn acknowledged_count(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Waits for every producer; returns the acknowledged ids.
+    pub async fn finish(self) -> std::collections::HashSet<String> {
+        for handle in self.handles {
+            handle.await.unwrap();
+        }
+        self.acknowledged.lock().unwrap().clone()
+    }
+}
+
+/// Leases every job on the queue and returns their ids. A call failing
+/// right after an outage is retried for up to `patience`: the backend
+/// reports the broken connection once, then reconnects.
+pub async fn drain_ids(queue: &dyn Queue, patience: Duration) -> std::collections::HashSet<String> {
+    let mut stored = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match queue.lease(1000, Duration::from_secs(60)).await {
+            Ok(leases) if leases.is_empty() => return stored,
+            Ok(leases) => stored.extend(leases.into_iter().map(|l| l.job.id)),
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never recovered: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
