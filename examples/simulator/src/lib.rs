@@ -1,0 +1,209 @@
+//! The webhook-armor simulator: the whole pipeline in one process, with a
+//! REST + WebSocket API, a live dashboard and one-click failure scenarios.
+//!
+//! Inbound webhooks for five providers go through the armor layer into the
+//! in-memory queue; a worker processes them (a payload can ask to fail, to
+//! show retries and dead letters); every lifecycle event is logged, counted
+//! and streamed to the dashboard.
+
+mod api;
+mod log;
+mod scenarios;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use futures_util::StreamExt;
+use tower::Layer;
+use webhook_armor::events::EventBus;
+use webhook_armor::layer::WebhookArmor;
+use webhook_armor::memory::{MemoryEventBus, MemoryQueue};
+use webhook_armor::verify::{GitHub, Shopify, Slack, StandardWebhooks, Stripe, Verifier};
+use webhook_armor::{Enqueue, HandlerError, Job, RetryPolicy, WebhookArmorLayer, Worker};
+
+pub use log::EventLog;
+
+/// The signing secret of each provider endpoint.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// `/webhook` and `/webhooks/standard` (a `whsec_` secret).
+    pub standard: String,
+    /// `/webhooks/stripe`.
+    pub stripe: String,
+    /// `/webhooks/github`.
+    pub github: String,
+    /// `/webhooks/slack`.
+    pub slack: String,
+    /// `/webhooks/shopify`.
+    pub shopify: String,
+}
+
+impl Secrets {
+    /// From `WEBHOOK_SECRET`, `STRIPE_WEBHOOK_SECRET`, `GITHUB_WEBHOOK_SECRET`,
+    /// `SLACK_SIGNING_SECRET` and `SHOPIFY_WEBHOOK_SECRET`, generating any that
+    /// is unset.
+    pub fn from_env() -> Self {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let generated = || webhook_armor::deliver::generate_secret();
+        Self {
+            standard: get("WEBHOOK_SECRET").unwrap_or_else(generated),
+            stripe: get("STRIPE_WEBHOOK_SECRET").unwrap_or_else(generated),
+            github: get("GITHUB_WEBHOOK_SECRET").unwrap_or_else(generated),
+            slack: get("SLACK_SIGNING_SECRET").unwrap_or_else(generated),
+            shopify: get("SHOPIFY_WEBHOOK_SECRET").unwrap_or_else(generated),
+        }
+    }
+
+    /// Freshly generated secrets for every provider.
+    pub fn generated() -> Self {
+        let generated = webhook_armor::deliver::generate_secret;
+        Self {
+            standard: generated(),
+            stripe: generated(),
+            github: generated(),
+            slack: generated(),
+            shopify: generated(),
+        }
+    }
+}
+
+/// The providers with an inbound endpoint, as they appear in `/webhooks/{provider}`.
+pub const PROVIDERS: [&str; 5] = ["standard", "stripe", "github", "slack", "shopify"];
+
+/// The simulator: its pipeline and what it has seen. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    secrets: Secrets,
+    queue: Arc<MemoryQueue>,
+    bus: Arc<MemoryEventBus>,
+    log: EventLog,
+    /// How often each job has been attempted, for payloads that ask to fail.
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl Simulator {
+    /// A simulator on the in-memory backends.
+    pub fn new(secrets: Secrets) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                secrets,
+                queue: Arc::new(MemoryQueue::new().completed_retention(Duration::from_secs(3600))),
+                bus: Arc::new(MemoryEventBus::new(16 * 1024)),
+                log: EventLog::default(),
+                attempts: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The secrets in use.
+    pub fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &EventLog {
+        &self.inner.log
+    }
+
+    /// Starts the event collector and `workers` concurrent job handlers on the
+    /// current runtime; they stop when `shutdown` completes.
+    pub fn spawn_background(
+        &self,
+        workers: usize,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let mut events = self.inner.bus.subscribe();
+        let collector = self.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                collector.inner.log.record(event);
+            }
+        });
+        let handler = {
+            let simulator = self.clone();
+            tower::service_fn(move |job: Job| {
+                let simulator = simulator.clone();
+                async move { simulator.process(job).await }
+            })
+        };
+        let worker = Worker::new(self.inner.queue.clone(), handler)
+            .events(self.inner.bus.clone())
+            .concurrency(workers)
+            .poll_interval(Duration::from_millis(200))
+            .retry_policy(RetryPolicy::default().with_base(Duration::from_millis(200)));
+        tokio::spawn(worker.run(shutdown));
+    }
+
+    /// The simulated business logic: a short piece of work, or the failure
+    /// the payload asks for (`{"simulate":"fail"}` always fails,
+    /// `{"simulate":{"fail_times":2}}` fails twice then succeeds).
+    async fn process(&self, job: Job) -> Result<(), HandlerError> {
+        let attempt = {
+            let mut attempts = self.inner.attempts.lock().expect("poisoned");
+            let count = attempts.entry(job.id.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let payload: serde_json::Value = serde_json::from_slice(&job.payload).unwrap_or_default();
+        let fail_times = match payload.get("simulate") {
+            Some(serde_json::Value::String(mode)) if mode == "fail" => u32::MAX,
+            Some(spec) => spec
+                .get("fail_times")
+                .and_then(serde_json::Value::as_u64)
+                .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            None => 0,
+        };
+        if attempt <= fail_times {
+            return Err(HandlerError::retry(format!(
+                "simulated failure on attempt {attempt}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The verifier of `provider`, or `None` for an unknown provider.
+    fn verifier(&self, provider: &str) -> Option<Box<dyn Verifier>> {
+        let secrets = &self.inner.secrets;
+        let verifier: Box<dyn Verifier> = match provider {
+            "standard" => Box::new(StandardWebhooks::new([&secrets.standard]).ok()?),
+            "stripe" => Box::new(Stripe::new([&secrets.stripe]).ok()?),
+            "github" => Box::new(GitHub::new([&secrets.github]).ok()?),
+            "slack" => Box::new(Slack::new([&secrets.slack]).ok()?),
+            "shopify" => Box::new(Shopify::new([&secrets.shopify]).ok()?),
+            _ => return None,
+        };
+        Some(verifier)
+    }
+
+    /// The inbound endpoint of `provider`: the armor layer in queue mode.
+    fn inbound(&self, provider: &str) -> Option<WebhookArmor<Enqueue>> {
+        let verifier = self.verifier(provider)?;
+        let armor = WebhookArmorLayer::new(verifier)
+            .without_idempotency() // the queue refuses duplicate ids itself
+            .events(self.inner.bus.clone());
+        Some(armor.layer(Enqueue::new(self.inner.queue.clone()).events(self.inner.bus.clone())))
+    }
+
+    /// The whole HTTP surface: inbound webhooks, the API, `/ws` and the dashboard.
+    pub fn app(&self) -> Router {
+        let mut router = Router::new();
+        for provider in PROVIDERS {
+            let inbound = self.inbound(provider).expect("known provider");
+            router = router.route_service(&format!("/webhooks/{provider}"), inbound);
+        }
+        router
+            .route_service(
+                "/webhook",
+                self.inbound("standard").expect("known provider"),
+            )
+            .merge(api::routes(self.clone()))
+    }
+}

@@ -1,0 +1,161 @@
+//! One-click scenarios: the simulator sends itself webhooks that show one
+//! failure mode each, through the same router a real sender would hit.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::Request;
+use serde::Serialize;
+use tower::ServiceExt;
+use webhook_armor::verify::StandardWebhooks;
+
+use crate::Simulator;
+
+/// Every scenario the API accepts.
+pub const SCENARIOS: [&str; 5] = [
+    "duplicate",
+    "dead-letter",
+    "signature-attack",
+    "replay-attack",
+    "campaign-blast",
+];
+
+/// What a scenario sent and what came back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The scenario.
+    pub scenario: String,
+    /// The event ids sent.
+    pub event_ids: Vec<String>,
+    /// The status of each response, in sending order.
+    pub statuses: Vec<u16>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}_{nanos:x}_{:04x}", fastrand_u16())
+}
+
+fn fastrand_u16() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(SystemTime::now()) & 0xffff) as u16
+}
+
+impl Simulator {
+    /// A Standard Webhooks request to `/webhook`, signed with `secret` at `timestamp`.
+    fn signed(&self, id: &str, timestamp: i64, body: String, secret: &str) -> Request<Body> {
+        let signature = StandardWebhooks::new([secret]).expect("valid secret").sign(
+            id,
+            timestamp,
+            body.as_bytes(),
+        );
+        Request::post("/webhook")
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(Body::from(body))
+            .expect("valid request")
+    }
+
+    async fn send(&self, request: Request<Body>) -> u16 {
+        match self.app().oneshot(request).await {
+            Ok(response) => response.status().as_u16(),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Runs scenario `name` (see [`SCENARIOS`]); `count` sizes the campaign blast.
+    pub async fn run_scenario(&self, name: &str, count: usize) -> Option<Report> {
+        let secret = self.secrets().standard.clone();
+        let mut report = Report {
+            scenario: name.to_owned(),
+            event_ids: Vec::new(),
+            statuses: Vec::new(),
+        };
+        match name {
+            "duplicate" => {
+                let id = unique("msg_dup");
+                let timestamp = now();
+                for _ in 0..2 {
+                    let request = self.signed(
+                        &id,
+                        timestamp,
+                        r#"{"type":"order.created"}"#.into(),
+                        &secret,
+                    );
+                    report.statuses.push(self.send(request).await);
+                }
+                report.event_ids.push(id);
+            }
+            "dead-letter" => {
+                let id = unique("msg_dead");
+                let request = self.signed(
+                    &id,
+                    now(),
+                    r#"{"type":"order.created","simulate":{"fail_times":3}}"#.into(),
+                    &secret,
+                );
+                report.statuses.push(self.send(request).await);
+                report.event_ids.push(id);
+            }
+            "signature-attack" => {
+                let id = unique("msg_forged");
+                let forged = webhook_armor::deliver::generate_secret();
+                let request = self.signed(
+                    &id,
+                    now(),
+                    r#"{"type":"refund.created","amount":99999}"#.into(),
+                    &forged,
+                );
+                report.statuses.push(self.send(request).await);
+                report.event_ids.push(id);
+            }
+            "replay-attack" => {
+                let id = unique("msg_replayed");
+                // Captured ten minutes ago and sent again: signed, but stale.
+                let request = self.signed(
+                    &id,
+                    now() - 600,
+                    r#"{"type":"payout.paid"}"#.into(),
+                    &secret,
+                );
+                report.statuses.push(self.send(request).await);
+                report.event_ids.push(id);
+            }
+            "campaign-blast" => {
+                let count = count.clamp(1, 10_000);
+                let batch = unique("msg_blast");
+                let sends: Vec<_> = (0..count)
+                    .map(|i| {
+                        let simulator = self.clone();
+                        let id = format!("{batch}_{i}");
+                        let request = self.signed(
+                            &id,
+                            now(),
+                            format!(r#"{{"type":"campaign.sent","n":{i}}}"#),
+                            &secret,
+                        );
+                        tokio::spawn(async move { (id, simulator.send(request).await) })
+                    })
+                    .collect();
+                for send in sends {
+                    if let Ok((id, status)) = send.await {
+                        report.event_ids.push(id);
+                        report.statuses.push(status);
+                    }
+                }
+            }
+            _ => return None,
+        }
+        Some(report)
+    }
+}

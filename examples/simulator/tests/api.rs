@@ -1,0 +1,277 @@
+//! The simulator's HTTP surface, driven with `oneshot`: no server, no sleeps
+//! beyond waiting for the worker.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use webhook_armor::events::LifecycleState;
+use webhook_armor::verify::{GitHub, Shopify, Slack, StandardWebhooks, Stripe};
+use webhook_armor_simulator::{Secrets, Simulator};
+
+fn simulator() -> Simulator {
+    let simulator = Simulator::new(Secrets::generated());
+    simulator.spawn_background(8, std::future::pending());
+    simulator
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn json(simulator: &Simulator, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = simulator.app().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Waits until `id`'s latest state is `state`.
+async fn settles(simulator: &Simulator, id: &str, state: LifecycleState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let history = simulator.log().history_of(id);
+        if history.last().is_some_and(|e| e.state == state) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never reached {state:?}: {history:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A request to `/webhooks/{provider}` signed with `secret` the way that provider signs.
+fn provider_request(provider: &str, secret: &str, id: &str) -> Request<Body> {
+    let body = format!(r#"{{"id":"{id}","event_id":"{id}","type":"test"}}"#);
+    let t = now();
+    let builder = Request::post(format!("/webhooks/{provider}"));
+    let builder = match provider {
+        "standard" => builder
+            .header("webhook-id", id)
+            .header("webhook-timestamp", t.to_string())
+            .header(
+                "webhook-signature",
+                StandardWebhooks::new([secret])
+                    .unwrap()
+                    .sign(id, t, body.as_bytes()),
+            ),
+        "stripe" => builder.header(
+            "stripe-signature",
+            Stripe::new([secret]).unwrap().sign(t, body.as_bytes()),
+        ),
+        "github" => builder
+            .header(
+                "x-hub-signature-256",
+                GitHub::new([secret]).unwrap().sign(body.as_bytes()),
+            )
+            .header("x-github-delivery", id),
+        "slack" => builder
+            .header("x-slack-request-timestamp", t.to_string())
+            .header(
+                "x-slack-signature",
+                Slack::new([secret]).unwrap().sign(t, body.as_bytes()),
+            ),
+        "shopify" => builder
+            .header(
+                "x-shopify-hmac-sha256",
+                Shopify::new([secret]).unwrap().sign(body.as_bytes()),
+            )
+            .header("x-shopify-webhook-id", id),
+        other => panic!("unknown provider {other}"),
+    };
+    builder.body(Body::from(body)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_accepts_its_signature_and_rejects_a_wrong_secret() {
+    let simulator = simulator();
+    let secrets = simulator.secrets().clone();
+    let wrong = Secrets::generated();
+    for (provider, secret, wrong_secret) in [
+        ("standard", &secrets.standard, &wrong.standard),
+        ("stripe", &secrets.stripe, &wrong.stripe),
+        ("github", &secrets.github, &wrong.github),
+        ("slack", &secrets.slack, &wrong.slack),
+        ("shopify", &secrets.shopify, &wrong.shopify),
+    ] {
+        let id = format!("evt_{provider}_ok");
+        let (status, _) = json(&simulator, provider_request(provider, secret, &id)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{provider}");
+        settles(&simulator, &id, LifecycleState::Completed).await;
+        let (status, _) = json(
+            &simulator,
+            provider_request(provider, wrong_secret, &format!("evt_{provider}_bad")),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{provider} with a wrong secret"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while simulator.log().counts().0.get("FAILED") != Some(&5) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "each wrong secret shown as FAILED: {:?}",
+            simulator.log().counts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_show_the_expected_states() {
+    let simulator = simulator();
+    let run = |name: &str| {
+        Request::post(format!("/api/scenarios/{name}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let (status, report) = json(&simulator, run("duplicate")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["statuses"], serde_json::json!([202, 200]));
+    let id = report["event_ids"][0].as_str().unwrap().to_owned();
+    settles(&simulator, &id, LifecycleState::Completed).await;
+    let states: Vec<_> = simulator
+        .log()
+        .history_of(&id)
+        .into_iter()
+        .map(|e| e.state)
+        .collect();
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| **s == LifecycleState::Completed)
+            .count(),
+        1
+    );
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| **s == LifecycleState::Duplicate)
+            .count(),
+        1
+    );
+
+    let (_, report) = json(&simulator, run("signature-attack")).await;
+    assert_eq!(report["statuses"], serde_json::json!([401]));
+    let (_, report) = json(&simulator, run("replay-attack")).await;
+    assert_eq!(report["statuses"], serde_json::json!([401]));
+    // Both shown as FAILED, each with its reason (events arrive through the bus).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reasons: Vec<String> = simulator
+            .log()
+            .recent(50)
+            .into_iter()
+            .filter(|e| e.state == LifecycleState::Failed)
+            .filter_map(|e| e.detail)
+            .collect();
+        if reasons.contains(&"signature".to_owned()) && reasons.contains(&"timestamp".to_owned()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{reasons:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (_, report) = json(&simulator, run("dead-letter")).await;
+    let id = report["event_ids"][0].as_str().unwrap().to_owned();
+    settles(&simulator, &id, LifecycleState::DeadLettered).await;
+    let (_, letters) = json(
+        &simulator,
+        Request::get("/api/dead-letters")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        letters
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == id.as_str() && l["attempts"] == 3)
+    );
+    let replay = Request::post(format!("/api/dead-letters/{id}/replay"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = json(&simulator, replay).await;
+    assert_eq!(
+        (status, body["replayed"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    settles(&simulator, &id, LifecycleState::Completed).await;
+
+    let blast = Request::post("/api/scenarios/campaign-blast?count=50")
+        .body(Body::empty())
+        .unwrap();
+    let (_, report) = json(&simulator, blast).await;
+    assert_eq!(report["statuses"].as_array().unwrap().len(), 50);
+    assert!(
+        report["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s == 202)
+    );
+    for id in report["event_ids"].as_array().unwrap() {
+        settles(&simulator, id.as_str().unwrap(), LifecycleState::Completed).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_json_error() {
+    let simulator = simulator();
+    let (status, body) = json(
+        &simulator,
+        Request::post("/api/scenarios/nope")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("duplicate"));
+    let (status, body) = json(
+        &simulator,
+        Request::get("/api/events?status=bogus")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("COMPLETED"));
+    let (status, _) = json(
+        &simulator,
+        Request::post("/api/dead-letters/missing/replay")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = json(
+        &simulator,
+        Request::get("/api/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let page = simulator
+        .app()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+}
