@@ -87,14 +87,14 @@ where
         Ok(verified) => verified,
         Err(rejection) => return refuse(Refusal::Rejected(rejection), "", None),
     };
-    if let (Some(window), Some(timestamp)) = (&config.replay_window, verified.timestamp) {
-        if let Err(rejection) = window.check(timestamp) {
-            return refuse(
-                Refusal::Rejected(rejection),
-                &verified.id,
-                Some(verified.scheme),
-            );
-        }
+    if let (Some(window), Some(timestamp)) = (&config.replay_window, verified.timestamp)
+        && let Err(rejection) = window.check(timestamp)
+    {
+        return refuse(
+            Refusal::Rejected(rejection),
+            &verified.id,
+            Some(verified.scheme),
+        );
     }
 
     let mut claim = None;
