@@ -81,14 +81,14 @@ pub(crate) fn spawn_work_listener(
 
 impl EventBus for PostgresBackend {
     fn publish(&self, mut event: LifecycleEvent) {
-        if let Some(detail) = &mut event.detail {
-            if detail.len() > MAX_DETAIL {
-                let mut cut = MAX_DETAIL;
-                while !detail.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                detail.truncate(cut);
+        if let Some(detail) = &mut event.detail
+            && detail.len() > MAX_DETAIL
+        {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
             }
+            detail.truncate(cut);
         }
         let payload = serde_json::to_string(&event).expect("events serialise");
         if self.outgoing_events.try_send(payload).is_err() {
