@@ -47,6 +47,7 @@ pub(crate) fn routes(simulator: Simulator) -> Router {
         .route("/api/scenarios", get(|| async { Json(SCENARIOS) }))
         .route("/api/scenarios/{name}", post(scenario))
         .route("/ws", get(websocket))
+        .route("/metrics", get(crate::metrics::metrics))
         .with_state(simulator)
 }
 

@@ -8,6 +8,7 @@
 
 mod api;
 mod log;
+mod metrics;
 mod scenarios;
 
 use std::collections::HashMap;

@@ -21,6 +21,36 @@ struct Inner {
     history: VecDeque<LifecycleEvent>,
     latest: HashMap<String, LifecycleEvent>,
     counts: BTreeMap<&'static str, u64>,
+    rejected: BTreeMap<String, u64>,
+    /// When each webhook in flight was queued, for the latency histogram.
+    queued_at: HashMap<String, i64>,
+    latency_buckets: [u64; LATENCY_BUCKETS.len()],
+    latency_sum_seconds: f64,
+    latency_count: u64,
+}
+
+/// Upper bounds (seconds) of the processing latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Webhooks in flight tracked for latency at most; past that the oldest
+/// measurements are given up rather than memory.
+const MAX_IN_FLIGHT: usize = 100_000;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    /// Events per state.
+    pub states: BTreeMap<&'static str, u64>,
+    /// Rejections per reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Per-bucket (not cumulative) counts of QUEUED -> COMPLETED latency.
+    pub latency_buckets: Vec<u64>,
+    /// Sum of the latencies, seconds.
+    pub latency_sum_seconds: f64,
+    /// Latencies observed (also those beyond the last bucket).
+    pub latency_count: u64,
 }
 
 /// Counts per lifecycle state since start.
@@ -32,6 +62,36 @@ impl EventLog {
     pub fn record(&self, event: LifecycleEvent) {
         let mut inner = self.inner.lock().expect("poisoned");
         *inner.counts.entry(event.state.as_str()).or_default() += 1;
+        match event.state {
+            LifecycleState::Failed => {
+                let reason = event.detail.clone().unwrap_or_else(|| "unknown".into());
+                *inner.rejected.entry(reason).or_default() += 1;
+            }
+            LifecycleState::Queued => {
+                if inner.queued_at.len() >= MAX_IN_FLIGHT {
+                    inner.queued_at.clear();
+                }
+                inner
+                    .queued_at
+                    .entry(event.event_id.clone())
+                    .or_insert(event.at_ms);
+            }
+            LifecycleState::Completed => {
+                if let Some(queued) = inner.queued_at.remove(&event.event_id) {
+                    let seconds = (event.at_ms - queued).max(0) as f64 / 1000.0;
+                    if let Some(bucket) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound)
+                    {
+                        inner.latency_buckets[bucket] += 1;
+                    }
+                    inner.latency_sum_seconds += seconds;
+                    inner.latency_count += 1;
+                }
+            }
+            LifecycleState::DeadLettered => {
+                inner.queued_at.remove(&event.event_id);
+            }
+            _ => {}
+        }
         if !event.event_id.is_empty() {
             inner.latest.insert(event.event_id.clone(), event.clone());
         }
@@ -43,6 +103,18 @@ impl EventLog {
             inner.latest.remove(&old.event_id);
         }
         inner.history.push_back(event);
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let inner = self.inner.lock().expect("poisoned");
+        MetricsSnapshot {
+            states: inner.counts.clone(),
+            rejected: inner.rejected.clone(),
+            latency_buckets: inner.latency_buckets.to_vec(),
+            latency_sum_seconds: inner.latency_sum_seconds,
+            latency_count: inner.latency_count,
+        }
     }
 
     /// Counts per state.

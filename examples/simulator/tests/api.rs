@@ -275,3 +275,54 @@ async fn bad_input_gets_a_clear_json_error() {
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_states_rejections_and_latency() {
+    let simulator = simulator();
+    let run = |name: &str| {
+        Request::post(format!("/api/scenarios/{name}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (_, report) = json(&simulator, run("duplicate")).await;
+    let id = report["event_ids"][0].as_str().unwrap().to_owned();
+    settles(&simulator, &id, LifecycleState::Completed).await;
+    json(&simulator, run("signature-attack")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = simulator
+            .app()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4"
+        );
+        let text = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let expected = [
+            "webhook_armor_events_total{state=\"COMPLETED\"} 1",
+            "webhook_armor_events_total{state=\"DUPLICATE\"} 1",
+            "webhook_armor_rejected_total{reason=\"signature\"} 1",
+            "webhook_armor_processing_seconds_count 1",
+            "webhook_armor_queue_depth 0",
+        ];
+        if expected.iter().all(|line| text.lines().any(|l| l == *line)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics never showed {expected:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
