@@ -19,11 +19,11 @@ use crate::Simulator;
 use crate::scenarios::SCENARIOS;
 
 /// A JSON error with a message a person can act on.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn backend_error(failure: &webhook_armor::Error) -> Response {
+pub(crate) fn backend_error(failure: &webhook_armor::Error) -> Response {
     match failure {
         webhook_armor::Error::NotFound(what) => {
             error(StatusCode::NOT_FOUND, format!("{what} not found"))
@@ -48,6 +48,7 @@ pub(crate) fn routes(simulator: Simulator) -> Router {
         .route("/api/scenarios/{name}", post(scenario))
         .route("/ws", get(websocket))
         .route("/metrics", get(crate::metrics::metrics))
+        .merge(crate::outbound::routes())
         .with_state(simulator)
 }
 

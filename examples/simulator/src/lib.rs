@@ -9,6 +9,7 @@
 mod api;
 mod log;
 mod metrics;
+mod outbound;
 mod scenarios;
 
 use std::collections::HashMap;
@@ -18,9 +19,15 @@ use std::time::Duration;
 use axum::Router;
 use futures_util::StreamExt;
 use tower::Layer;
+use tower::ServiceExt;
+use webhook_armor::deliver::{
+    BreakerConfig, DeliveryClient, DeliveryHandler, KIND_DELIVERY, METADATA_KIND, SsrfPolicy,
+};
 use webhook_armor::events::EventBus;
 use webhook_armor::layer::WebhookArmor;
-use webhook_armor::memory::{MemoryEventBus, MemoryQueue};
+use webhook_armor::memory::{
+    MemoryAttemptLog, MemoryCircuitBreaker, MemoryEndpointStore, MemoryEventBus, MemoryQueue,
+};
 use webhook_armor::verify::{GitHub, Shopify, Slack, StandardWebhooks, Stripe, Verifier};
 use webhook_armor::{Enqueue, HandlerError, Job, RetryPolicy, WebhookArmorLayer, Worker};
 
@@ -85,6 +92,10 @@ struct Inner {
     queue: Arc<MemoryQueue>,
     bus: Arc<MemoryEventBus>,
     log: EventLog,
+    endpoints: Arc<MemoryEndpointStore>,
+    breaker: Arc<MemoryCircuitBreaker>,
+    delivery_attempts: Arc<MemoryAttemptLog>,
+    delivery: DeliveryHandler,
     /// How often each job has been attempted, for payloads that ask to fail.
     attempts: Mutex<HashMap<String, u32>>,
 }
@@ -92,9 +103,34 @@ struct Inner {
 impl Simulator {
     /// A simulator on the in-memory backends.
     pub fn new(secrets: Secrets) -> Self {
+        let endpoints = Arc::new(MemoryEndpointStore::default());
+        let breaker = Arc::new(MemoryCircuitBreaker::new(BreakerConfig {
+            cool_down: Duration::from_secs(10),
+            ..BreakerConfig::default()
+        }));
+        let delivery_attempts = Arc::new(MemoryAttemptLog::new(100_000));
+        // The simulator's receivers run on this machine, so loopback is allowed.
+        let policy = SsrfPolicy::default()
+            .allow("127.0.0.1/32")
+            .expect("valid network");
+        let delivery = DeliveryHandler::new(
+            endpoints.clone(),
+            breaker.clone(),
+            delivery_attempts.clone(),
+            DeliveryClient::with_limits(
+                policy,
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+                64 * 1024,
+            ),
+        );
         Self {
             inner: Arc::new(Inner {
                 secrets,
+                endpoints,
+                breaker,
+                delivery_attempts,
+                delivery,
                 queue: Arc::new(MemoryQueue::new().completed_retention(Duration::from_secs(3600))),
                 bus: Arc::new(MemoryEventBus::new(16 * 1024)),
                 log: EventLog::default(),
@@ -146,6 +182,9 @@ impl Simulator {
     /// the payload asks for (`{"simulate":"fail"}` always fails,
     /// `{"simulate":{"fail_times":2}}` fails twice then succeeds).
     async fn process(&self, job: Job) -> Result<(), HandlerError> {
+        if job.metadata.get(METADATA_KIND).map(String::as_str) == Some(KIND_DELIVERY) {
+            return self.inner.delivery.clone().oneshot(job).await;
+        }
         let attempt = {
             let mut attempts = self.inner.attempts.lock().expect("poisoned");
             let count = attempts.entry(job.id.clone()).or_default();

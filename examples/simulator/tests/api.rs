@@ -326,3 +326,110 @@ async fn metrics_count_states_rejections_and_latency() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_messages_reach_a_registered_endpoint_signed() {
+    let simulator = simulator();
+    // A receiver on 127.0.0.1 that verifies with the secret the API handed out.
+    let secret: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let verified = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s, v) = (secret.clone(), verified.clone());
+    let receiver = axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (s, v) = (s.clone(), v.clone());
+            async move {
+                use webhook_armor::Verifier;
+                let mut request = Request::post("/").body(()).unwrap();
+                *request.headers_mut() = headers;
+                let (parts, ()) = request.into_parts();
+                let key = s.lock().unwrap().clone().unwrap();
+                if StandardWebhooks::new([key])
+                    .unwrap()
+                    .verify(&parts, &body)
+                    .is_ok()
+                {
+                    v.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+
+    let create = Request::post("/api/endpoints")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            serde_json::json!({ "name": "crm", "url": url }).to_string(),
+        ))
+        .unwrap();
+    let (status, endpoint) = json(&simulator, create).await;
+    assert_eq!(status, StatusCode::CREATED);
+    *secret.lock().unwrap() = Some(
+        endpoint["secrets"][0]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
+
+    let send = Request::post("/api/messages")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"event_type":"invoice.paid","payload":{"amount":4200}}"#,
+        ))
+        .unwrap();
+    let (status, dispatched) = json(&simulator, send).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        dispatched["deliveries"][0]["endpoint_id"],
+        endpoint_id.as_str()
+    );
+    let message_id = dispatched["message_id"].as_str().unwrap().to_owned();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, message) = json(
+            &simulator,
+            Request::get(format!("/api/messages/{message_id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        if message["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            assert_eq!(message["attempts"][0]["outcome"], "delivered");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "message never delivered: {message}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(verified.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (_, stats) = json(
+        &simulator,
+        Request::get(format!("/api/endpoints/{endpoint_id}/stats"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (stats["attempts"].as_u64(), stats["circuit"].as_str()),
+        (Some(1), Some("CLOSED"))
+    );
+
+    let bad = Request::post("/api/endpoints")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"name":"x","url":"ftp://example.com"}"#))
+        .unwrap();
+    let (status, body) = json(&simulator, bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("http://"));
+}
