@@ -105,7 +105,8 @@ impl Simulator {
     pub fn new(secrets: Secrets) -> Self {
         let endpoints = Arc::new(MemoryEndpointStore::default());
         let breaker = Arc::new(MemoryCircuitBreaker::new(BreakerConfig {
-            cool_down: Duration::from_secs(10),
+            // Short, so the receiver-outage scenario recovers while you watch.
+            cool_down: Duration::from_secs(3),
             ..BreakerConfig::default()
         }));
         let delivery_attempts = Arc::new(MemoryAttemptLog::new(100_000));

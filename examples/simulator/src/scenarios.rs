@@ -1,24 +1,29 @@
 //! One-click scenarios: the simulator sends itself webhooks that show one
 //! failure mode each, through the same router a real sender would hit.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::Request;
 use serde::Serialize;
 use tower::ServiceExt;
+use webhook_armor::deliver::{Dispatcher, EndpointStore, NewEndpoint};
 use webhook_armor::verify::StandardWebhooks;
 
 use crate::Simulator;
 
 /// Every scenario the API accepts.
-pub const SCENARIOS: [&str; 5] = [
+pub const SCENARIOS: [&str; 6] = [
     "duplicate",
     "dead-letter",
     "signature-attack",
     "replay-attack",
     "campaign-blast",
+    "receiver-outage",
 ];
+
+/// How long the receiver of the outage scenario answers 503.
+const OUTAGE: Duration = Duration::from_secs(2);
 
 /// What a scenario sent and what came back.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +34,9 @@ pub struct Report {
     pub event_ids: Vec<String>,
     /// The status of each response, in sending order.
     pub statuses: Vec<u16>,
+    /// The endpoint the scenario registered, if it registered one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<String>,
 }
 
 fn now() -> i64 {
@@ -81,6 +89,7 @@ impl Simulator {
             scenario: name.to_owned(),
             event_ids: Vec::new(),
             statuses: Vec::new(),
+            endpoint_id: None,
         };
         match name {
             "duplicate" => {
@@ -155,8 +164,57 @@ impl Simulator {
                     }
                 }
             }
+            "receiver-outage" => {
+                let url = outage_receiver().await?;
+                let endpoint = self
+                    .inner
+                    .endpoints
+                    .create(NewEndpoint::new("outage receiver", url))
+                    .await
+                    .ok()?;
+                let dispatcher =
+                    Dispatcher::new(self.inner.endpoints.clone(), self.inner.queue.clone());
+                for _ in 0..count.clamp(1, 100) {
+                    let message = unique("msg_outage");
+                    let sent = dispatcher
+                        .send(
+                            &message,
+                            "order.shipped",
+                            r#"{"type":"order.shipped"}"#.into(),
+                            Some(&endpoint.id),
+                        )
+                        .await
+                        .ok()?;
+                    report
+                        .event_ids
+                        .extend(sent.deliveries.into_iter().map(|d| d.delivery_id));
+                    report.statuses.push(202);
+                }
+                report.endpoint_id = Some(endpoint.id);
+            }
             _ => return None,
         }
         Some(report)
     }
+}
+
+/// A receiver on 127.0.0.1 that answers 503 for [`OUTAGE`], then 200, and
+/// stops after a minute.
+async fn outage_receiver() -> Option<String> {
+    let back_at = Instant::now() + OUTAGE;
+    let app = axum::Router::new().fallback(move || async move {
+        if Instant::now() < back_at {
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            axum::http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+    let url = format!("http://{}/hooks", listener.local_addr().ok()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(tokio::time::sleep(Duration::from_secs(60)))
+            .await;
+    });
+    Some(url)
 }

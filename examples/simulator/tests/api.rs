@@ -433,3 +433,48 @@ async fn outbound_messages_reach_a_registered_endpoint_signed() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap().contains("http://"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_outage_opens_the_circuit_then_everything_is_delivered() {
+    let simulator = simulator();
+    let run = Request::post("/api/scenarios/receiver-outage?count=10")
+        .body(Body::empty())
+        .unwrap();
+    let (status, report) = json(&simulator, run).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let deliveries: Vec<String> = report["event_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deliveries.len(), 10);
+    for id in &deliveries {
+        settles(&simulator, id, LifecycleState::Completed).await;
+    }
+    let endpoint = report["endpoint_id"].as_str().unwrap();
+    let (_, stats) = json(
+        &simulator,
+        Request::get(format!("/api/endpoints/{endpoint}/stats"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(stats["circuit"], "CLOSED");
+    assert_eq!(stats["delivered"], 10);
+    // Every message hit the outage at most once: the first wave was in
+    // flight together, and once the circuit opened the retries waited
+    // (deferred, no attempt spent) until the probe found the receiver back.
+    let failures = stats["attempts"].as_u64().unwrap() - 10;
+    assert!((1..=10).contains(&failures), "{stats}");
+    let retried = simulator
+        .log()
+        .recent(500)
+        .iter()
+        .filter(|e| e.state == LifecycleState::Retrying)
+        .count();
+    assert!(
+        retried >= failures as usize,
+        "retries and deferrals shown in the feed"
+    );
+}
