@@ -3,7 +3,9 @@
 CREATE TABLE endpoints (
     id         text PRIMARY KEY,
     endpoint   jsonb NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- Registration order, exact even for endpoints created in the same instant.
+    seq        bigserial NOT NULL
 );
 
 CREATE TABLE circuits (

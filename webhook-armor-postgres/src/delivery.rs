@@ -150,7 +150,7 @@ impl EndpointStore for PostgresBackend {
 
     async fn list(&self) -> Result<Vec<Endpoint>> {
         let stored: Vec<serde_json::Value> =
-            sqlx::query_scalar("SELECT endpoint FROM endpoints ORDER BY created_at, id")
+            sqlx::query_scalar("SELECT endpoint FROM endpoints ORDER BY seq")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(backend)?;

@@ -19,6 +19,26 @@ const ATTEMPT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Optimistic circuit updates retried this often before giving up.
 const CAS_ATTEMPTS: usize = 20;
 
+/// Register an endpoint once, remembering registration order.
+/// KEYS: endpoints hash, order zset, sequence. ARGV: id, json.
+static CREATE_ENDPOINT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
+return 1",
+    )
+});
+
+/// Delete an endpoint and its place in the order. KEYS: endpoints hash, order zset. ARGV: id.
+static DELETE_ENDPOINT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])",
+    )
+});
+
 /// Write the endpoint only if it still exists (a concurrent delete wins).
 static REPLACE_IF_EXISTS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
@@ -52,6 +72,14 @@ return 1",
 impl RedisBackend {
     fn endpoints_key(&self) -> String {
         format!("{}:endpoints", self.keys.tag)
+    }
+
+    fn endpoint_order_key(&self) -> String {
+        format!("{}:endpoint-order", self.keys.tag)
+    }
+
+    fn endpoint_sequence_key(&self) -> String {
+        format!("{}:endpoint-seq", self.keys.tag)
     }
 
     fn circuit_key(&self, endpoint: &str) -> String {
@@ -126,11 +154,13 @@ impl RedisBackend {
 impl EndpointStore for RedisBackend {
     async fn create(&self, endpoint: NewEndpoint) -> Result<Endpoint> {
         let endpoint = endpoint.into_endpoint();
-        let added: i64 = redis::cmd("HSETNX")
-            .arg(self.endpoints_key())
+        let added: i64 = CREATE_ENDPOINT
+            .key(self.endpoints_key())
+            .key(self.endpoint_order_key())
+            .key(self.endpoint_sequence_key())
             .arg(&endpoint.id)
             .arg(serde_json::to_string(&endpoint).expect("endpoints serialise"))
-            .query_async(&mut self.connection())
+            .invoke_async(&mut self.connection())
             .await
             .map_err(backend)?;
         if added == 1 {
@@ -156,20 +186,32 @@ impl EndpointStore for RedisBackend {
     }
 
     async fn list(&self) -> Result<Vec<Endpoint>> {
-        let stored: Vec<String> = redis::cmd("HVALS")
-            .arg(self.endpoints_key())
-            .query_async(&mut self.connection())
+        let mut connection = self.connection();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.endpoint_order_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut connection)
             .await
             .map_err(backend)?;
-        let mut endpoints = stored
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.endpoints_key())
+            .arg(&ids)
+            .query_async(&mut connection)
+            .await
+            .map_err(backend)?;
+        // Registration order; an id whose endpoint vanished meanwhile is skipped.
+        stored
             .iter()
+            .flatten()
             .map(|json| {
                 serde_json::from_str(json)
                     .map_err(|e| Error::Backend(format!("corrupt endpoint: {e}").into()))
             })
-            .collect::<Result<Vec<Endpoint>>>()?;
-        endpoints.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-        Ok(endpoints)
+            .collect()
     }
 
     async fn update(&self, id: &str, update: EndpointUpdate) -> Result<Endpoint> {
@@ -188,10 +230,11 @@ impl EndpointStore for RedisBackend {
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
-        let removed: i64 = redis::cmd("HDEL")
-            .arg(self.endpoints_key())
+        let removed: i64 = DELETE_ENDPOINT
+            .key(self.endpoints_key())
+            .key(self.endpoint_order_key())
             .arg(id)
-            .query_async(&mut self.connection())
+            .invoke_async(&mut self.connection())
             .await
             .map_err(backend)?;
         if removed == 1 {

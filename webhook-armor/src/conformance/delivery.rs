@@ -14,7 +14,7 @@ use crate::deliver::{
 pub const CONFORMANCE_BREAKER: BreakerConfig = BreakerConfig {
     failure_threshold: 3,
     window: Duration::from_secs(30),
-    cool_down: Duration::from_millis(300),
+    cool_down: Duration::from_secs(1),
     probe_timeout: Duration::from_secs(5),
 };
 
