@@ -386,7 +386,7 @@ async fn a_down_receiver_opens_the_circuit_then_one_probe_closes_it() {
     let config = BreakerConfig {
         failure_threshold: 5,
         window: Duration::from_secs(60),
-        cool_down: Duration::from_secs(2),
+        cool_down: Duration::from_secs(3),
         probe_timeout: Duration::from_secs(10),
     };
     let mut pipeline = pipeline(local(), config, None);
