@@ -21,6 +21,23 @@ pub(crate) fn decode_metadata(value: serde_json::Value) -> Result<BTreeMap<Strin
         .map_err(|e| Error::Backend(format!("corrupt job metadata: {e}").into()))
 }
 
+/// The fence every change to a leased job passes: `$1` the job id, `$2` the
+/// lease token. Only the current holder, before its deadline, changes a row.
+macro_rules! held {
+    () => {
+        "id = $1 AND status = 'leased' AND lease_token = $2 AND lease_until > now()"
+    };
+}
+
+/// `Ok` if the fenced statement changed the job, `LeaseLost` if the fence held it back.
+fn fenced(applied: bool) -> Result<()> {
+    if applied {
+        Ok(())
+    } else {
+        Err(Error::LeaseLost)
+    }
+}
+
 /// One processing attempt as the attempt log recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -92,11 +109,7 @@ impl PostgresBackend {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        if acked.is_empty() {
-            Err(Error::LeaseLost)
-        } else {
-            Ok(())
-        }
+        fenced(!acked.is_empty())
     }
 }
 
@@ -171,10 +184,11 @@ impl Queue for PostgresBackend {
 
     async fn nack(&self, lease: &Lease, retry_in: Duration, error: &str) -> Result<()> {
         let rows = sqlx::query(
+            concat!(
             "WITH failed AS (
                  UPDATE jobs SET status = 'ready', run_at = now() + $3 * interval '1 millisecond',
                         last_error = $4, lease_token = NULL, lease_until = NULL
-                 WHERE id = $1 AND status = 'leased' AND lease_token = $2 AND lease_until > now()
+                 WHERE ", held!(), "
                  RETURNING id, attempt, leased_at
              ),
              logged AS (
@@ -182,7 +196,8 @@ impl Queue for PostgresBackend {
                  SELECT id, attempt, 'retrying', $4, (extract(epoch FROM clock_timestamp() - leased_at) * 1000)::bigint
                  FROM failed
              )
-             SELECT id FROM failed",
+             SELECT id FROM failed"
+        ),
         )
         .bind(&lease.job.id)
         .bind(&lease.token.0)
@@ -191,37 +206,32 @@ impl Queue for PostgresBackend {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        if rows.is_empty() {
-            Err(Error::LeaseLost)
-        } else {
-            Ok(())
-        }
+        fenced(!rows.is_empty())
     }
 
     async fn defer(&self, lease: &Lease, delay: Duration) -> Result<()> {
-        let deferred = sqlx::query(
+        let deferred = sqlx::query(concat!(
             "UPDATE jobs SET status = 'ready', run_at = now() + $3 * interval '1 millisecond',
                     attempt = greatest(attempt - 1, 0), lease_token = NULL, lease_until = NULL
-             WHERE id = $1 AND status = 'leased' AND lease_token = $2 AND lease_until > now()",
-        )
+             WHERE ",
+            held!(),
+            ""
+        ))
         .bind(&lease.job.id)
         .bind(&lease.token.0)
         .bind(millis(delay))
         .execute(&self.pool)
         .await
         .map_err(backend)?;
-        if deferred.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(Error::LeaseLost)
-        }
+        fenced(deferred.rows_affected() == 1)
     }
 
     async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<()> {
         let rows = sqlx::query(
+            concat!(
             "WITH dead AS (
                  UPDATE jobs SET status = 'dead', last_error = $3, lease_token = NULL, lease_until = NULL
-                 WHERE id = $1 AND status = 'leased' AND lease_token = $2 AND lease_until > now()
+                 WHERE ", held!(), "
                  RETURNING id, payload, metadata, enqueued_at, attempt, leased_at
              ),
              letter AS (
@@ -236,7 +246,8 @@ impl Queue for PostgresBackend {
                  SELECT id, attempt, 'dead_lettered', $3, (extract(epoch FROM clock_timestamp() - leased_at) * 1000)::bigint
                  FROM dead
              )
-             SELECT id FROM dead",
+             SELECT id FROM dead"
+        ),
         )
         .bind(&lease.job.id)
         .bind(&lease.token.0)
@@ -244,11 +255,7 @@ impl Queue for PostgresBackend {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        if rows.is_empty() {
-            Err(Error::LeaseLost)
-        } else {
-            Ok(())
-        }
+        fenced(!rows.is_empty())
     }
 
     async fn stats(&self) -> Result<QueueStats> {
