@@ -27,7 +27,7 @@ fn letter_from(row: &PgRow) -> Result<DeadLetter> {
         ),
         row.get("enqueued_at_ms"),
     );
-    job.metadata = decode_metadata(row.get("metadata"))?;
+    job.metadata = decode_metadata(row.get("metadata"))?.into();
     job.attempt = attempts;
     job.last_error = Some(reason.clone());
     let mut letter = DeadLetter::from_job(job, reason, row.get("at_ms"));

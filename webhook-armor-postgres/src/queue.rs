@@ -153,7 +153,7 @@ impl Queue for PostgresBackend {
                     ),
                     row.get("enqueued_at_ms"),
                 );
-                job.metadata = decode_metadata(row.get("metadata"))?;
+                job.metadata = decode_metadata(row.get("metadata"))?.into();
                 job.attempt = u32::try_from(row.get::<i32, _>("attempt")).unwrap_or(0);
                 job.last_error = row.get("last_error");
                 let lease = Lease {

@@ -20,7 +20,9 @@ async fn count(backend: &webhook_armor_postgres::PostgresBackend, table: &str) -
 async fn completed_jobs_their_attempts_and_expired_keys_are_pruned() {
     let config = PostgresConfig::new(common::unique_schema("retention"))
         .max_connections(4)
-        .completed_retention(Duration::from_millis(200))
+        // Long enough that every attempt row is still there when counted
+        // right after the acks (a loaded machine made 200 ms flaky).
+        .completed_retention(Duration::from_secs(3))
         .maintenance_interval(Duration::from_millis(100));
     let backend = common::backend_with(config).await;
     for i in 0..300 {

@@ -37,7 +37,7 @@ fn letter_from(id: &str, fields: &HashMap<String, Vec<u8>>) -> Result<DeadLetter
         NewJob::new(id, Bytes::copy_from_slice(field(fields, "payload")?)),
         number(fields, "enq")?,
     );
-    job.metadata = metadata;
+    job.metadata = metadata.into();
     job.attempt = attempts;
     job.last_error = Some(reason.clone());
     let state = match field(fields, "state")? {

@@ -93,7 +93,7 @@ impl Queue for RedisBackend {
                 |(id, payload, metadata, attempt, enqueued_at_ms, last_error, token)| {
                     let mut job =
                         Job::from_new(NewJob::new(id, Bytes::from(payload)), enqueued_at_ms);
-                    job.metadata = decode_metadata(&metadata)?;
+                    job.metadata = decode_metadata(&metadata)?.into();
                     job.attempt = attempt;
                     job.last_error = (!last_error.is_empty()).then_some(last_error);
                     Ok(Lease {

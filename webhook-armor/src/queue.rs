@@ -1,6 +1,7 @@
 //! The durable queue between receiving a webhook and processing it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,8 +58,10 @@ pub struct Job {
     pub id: String,
     /// The webhook body.
     pub payload: Bytes,
-    /// Facts kept with the job.
-    pub metadata: BTreeMap<String, String>,
+    /// Facts kept with the job. Shared, not copied, when the job is cloned:
+    /// a job is cloned at every lease and handed to the handler, and a
+    /// webhook's headers are a dozen strings.
+    pub metadata: Arc<BTreeMap<String, String>>,
     /// How many times the job has been leased, this lease included (1 on the
     /// first lease). A lease lost to a crash counts, so a job that kills its
     /// worker every time still reaches the dead letters.
@@ -75,7 +78,7 @@ impl Job {
         Self {
             id: new.id,
             payload: new.payload,
-            metadata: new.metadata,
+            metadata: Arc::new(new.metadata),
             attempt: 0,
             enqueued_at_ms,
             last_error: None,

@@ -73,6 +73,14 @@ enum Status {
     Dead,
 }
 
+/// One shared empty metadata map, so forgetting a completed job's metadata
+/// allocates nothing.
+fn no_metadata() -> Arc<BTreeMap<String, String>> {
+    static EMPTY: std::sync::LazyLock<Arc<BTreeMap<String, String>>> =
+        std::sync::LazyLock::new(Arc::default);
+    EMPTY.clone()
+}
+
 impl State {
     fn next_key(&mut self, at: Instant) -> TimeKey {
         self.sequence += 1;
@@ -251,8 +259,10 @@ impl Queue for MemoryQueue {
         else {
             unreachable!("held() checked the status");
         };
-        // Only the id is needed to refuse duplicates; free the body now.
+        // Only the id is needed to refuse duplicates; free the body and the
+        // headers now rather than at the end of the retention.
         record.job.payload = Bytes::new();
+        record.job.metadata = no_metadata();
         state.leased.remove(&key);
         let until = now + self.completed_retention;
         state.completed.push_back((until, lease.job.id.clone()));
