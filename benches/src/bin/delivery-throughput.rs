@@ -42,13 +42,7 @@ async fn main() {
         .map_or(50_000, |n| n.parse().expect("message count"));
     let received = Arc::new(AtomicUsize::new(0));
     let url = start_receiver(received.clone()).await;
-    let run = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let run = webhook_armor_benches::run_id();
 
     type Stores = (
         Arc<dyn Queue>,

@@ -43,13 +43,7 @@ async fn main() {
         .next()
         .map_or(100_000, |n| n.parse().expect("job count"));
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let run = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let run = webhook_armor_benches::run_id();
 
     let (queue, connections): (Arc<dyn Queue>, Vec<Arc<dyn Queue>>) = match backend.as_str() {
         "memory" => {

@@ -1,11 +1,12 @@
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::sharded::ShardedMap;
 use crate::idempotency::{Claim, ClaimToken, IdempotencyStore};
 use crate::{Error, Result};
 
@@ -25,7 +26,7 @@ pub struct MemoryIdempotencyStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: ShardedMap<Entry>,
     /// Expiry times, earliest first; an item is stale when its key's entry
     /// has since moved to another expiry.
     expiries: BinaryHeap<Reverse<(Instant, String)>>,

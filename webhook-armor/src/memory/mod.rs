@@ -13,6 +13,7 @@ mod delivery;
 mod events;
 mod idempotency;
 mod queue;
+mod sharded;
 
 #[cfg(feature = "deliver")]
 pub use delivery::{MemoryAttemptLog, MemoryCircuitBreaker, MemoryEndpointStore};

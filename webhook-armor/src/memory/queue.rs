@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::sharded::ShardedMap;
 use crate::clock::unix_millis_now;
 use crate::dead_letter::{
     DeadLetter, DeadLetterFilter, DeadLetterState, DeadLetterStore, Page, Replayed, decode_cursor,
@@ -42,7 +43,7 @@ type TimeKey = (Instant, u64);
 
 #[derive(Debug, Default)]
 struct State {
-    jobs: HashMap<String, Record>,
+    jobs: ShardedMap<Record>,
     ready: VecDeque<String>,
     scheduled: BTreeMap<TimeKey, String>,
     leased: BTreeMap<TimeKey, String>,
