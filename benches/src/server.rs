@@ -88,7 +88,9 @@ pub struct Pipeline {
     pub router: Router,
     /// The PostgreSQL schema to drop on shutdown, if any.
     pub schema_to_drop: Option<(String, String)>,
-    queue: Option<Arc<dyn Queue>>,
+    /// The queue the API enqueues into and the worker's own connection to it
+    /// (separate connections, as separate processes would have).
+    queues: Option<(Arc<dyn Queue>, Arc<dyn Queue>)>,
     completed: Arc<AtomicU64>,
 }
 
@@ -98,28 +100,38 @@ impl Pipeline {
         let completed = Arc::new(AtomicU64::new(0));
         let run = crate::run_id();
         let mut schema_to_drop = None;
-        let queue: Option<Arc<dyn Queue>> = match target {
+        let queues: Option<(Arc<dyn Queue>, Arc<dyn Queue>)> = match target {
             Target::Bare | Target::Guard => None,
-            Target::Memory => Some(Arc::new(
-                MemoryQueue::new().completed_retention(options.completed_retention),
-            )),
+            Target::Memory => {
+                let queue =
+                    Arc::new(MemoryQueue::new().completed_retention(options.completed_retention));
+                Some((queue.clone(), queue))
+            }
             Target::Redis(url) => {
                 let config = RedisConfig::new(format!("bench-load-{run}"))
                     .completed_retention(options.completed_retention);
-                Some(Arc::new(RedisBackend::connect(url, config).await.map_err(
-                    |error| format!("Redis at {url} unreachable: {error}"),
-                )?))
+                let connect = || async {
+                    RedisBackend::connect(url, config.clone())
+                        .await
+                        .map_err(|error| format!("Redis at {url} unreachable: {error}"))
+                };
+                Some((Arc::new(connect().await?), Arc::new(connect().await?)))
             }
             Target::Postgres(url) => {
                 let schema = format!("bench_load_{run}");
-                let config = PostgresConfig::new(&schema)
-                    .max_connections(32)
-                    .completed_retention(options.completed_retention);
-                let backend = PostgresBackend::connect(url, config)
-                    .await
-                    .map_err(|error| format!("PostgreSQL at {url} unreachable: {error}"))?;
+                let config =
+                    PostgresConfig::new(&schema).completed_retention(options.completed_retention);
+                let connect = |connections| {
+                    let config = config.clone().max_connections(connections);
+                    async move {
+                        PostgresBackend::connect(url, config)
+                            .await
+                            .map_err(|error| format!("PostgreSQL at {url} unreachable: {error}"))
+                    }
+                };
+                let api = connect(32).await?;
                 schema_to_drop = Some((url.clone(), schema));
-                Some(Arc::new(backend))
+                Some((Arc::new(api), Arc::new(connect(8).await?)))
             }
         };
         let stats = get(stats).with_state(completed.clone());
@@ -128,7 +140,7 @@ impl Pipeline {
             counter.fetch_add(1, Ordering::Relaxed);
             StatusCode::ACCEPTED
         });
-        let router = match &queue {
+        let router = match &queues {
             None if *target == Target::Guard => {
                 let verifier = StandardWebhooks::new([BENCH_SECRET]).expect("a whsec_ secret");
                 let idempotency = MemoryIdempotencyStore::default();
@@ -142,7 +154,7 @@ impl Pipeline {
                 )
             }
             None => Router::new().route("/webhook", bare),
-            Some(queue) => {
+            Some((queue, _)) => {
                 let verifier = StandardWebhooks::new([BENCH_SECRET]).expect("a whsec_ secret");
                 Router::new().route_service(
                     "/webhook",
@@ -157,7 +169,7 @@ impl Pipeline {
         Ok(Self {
             router,
             schema_to_drop,
-            queue,
+            queues,
             completed,
         })
     }
@@ -169,7 +181,7 @@ impl Pipeline {
         options: &ServerOptions,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        let queue = self.queue.clone()?;
+        let queue = self.queues.as_ref()?.1.clone();
         let completed = self.completed.clone();
         let worker = Worker::new(
             queue,

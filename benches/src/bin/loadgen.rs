@@ -88,6 +88,9 @@ struct Args {
     completion_timeout_secs: u64,
 }
 
+/// The open-loop pacer's longest sleep between releases.
+const PACER_TICK: Duration = Duration::from_micros(200);
+
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Where to send and where to read progress.
@@ -249,29 +252,45 @@ async fn load(
             }
         }
         Some(rate) => {
-            // Release every request whose scheduled time has come, once a
-            // millisecond; each one's latency counts from its schedule.
-            let mut ticks = tokio::time::interval(Duration::from_millis(1));
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut released = 0u64;
-            while released < count {
-                ticks.tick().await;
-                let due = ((started.elapsed().as_secs_f64() * rate) as u64 + 1).min(count);
-                for offset in released..due {
+            // A pacer thread releases requests on their schedule: it wakes at
+            // most every PACER_TICK and releases every request due by then
+            // (tokio's timer only resolves a millisecond, which would show as
+            // latency; waking per request would cost a context switch each).
+            // Latency counts from the schedule, so a stalled server cannot
+            // hide; the pacer adds at most PACER_TICK to it.
+            let (due, mut released) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+            std::thread::spawn(move || {
+                let mut offset = 0;
+                while offset < count {
                     let scheduled = started + Duration::from_secs_f64(offset as f64 / rate);
-                    let (client, requests, url, tally) = (
-                        client.clone(),
-                        requests.clone(),
-                        url.to_owned(),
-                        tally.clone(),
-                    );
-                    tasks.spawn(async move {
-                        let request = requests.build(&url, first_index + offset);
-                        let outcome = send(&client, request).await;
-                        tally.lock().unwrap().record(scheduled.elapsed(), outcome);
-                    });
+                    if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait.max(PACER_TICK));
+                    }
+                    let now = Instant::now();
+                    while offset < count {
+                        let scheduled = started + Duration::from_secs_f64(offset as f64 / rate);
+                        if scheduled > now {
+                            break;
+                        }
+                        if due.send((offset, scheduled)).is_err() {
+                            return;
+                        }
+                        offset += 1;
+                    }
                 }
-                released = due;
+            });
+            while let Some((offset, scheduled)) = released.recv().await {
+                let (client, requests, url, tally) = (
+                    client.clone(),
+                    requests.clone(),
+                    url.to_owned(),
+                    tally.clone(),
+                );
+                tasks.spawn(async move {
+                    let request = requests.build(&url, first_index + offset);
+                    let outcome = send(&client, request).await;
+                    tally.lock().unwrap().record(scheduled.elapsed(), outcome);
+                });
                 while tasks.try_join_next().is_some() {}
             }
         }
@@ -541,15 +560,33 @@ async fn main() -> Result<(), String> {
 
     if args.baseline {
         let bare = spawn_server("bare", args.retention_secs).await?;
-        let baseline = measured_run(
-            &args,
-            &client,
-            &bare.endpoint,
-            &requests,
-            0,
-            args.rate,
-            "bare",
-        )
+        let baseline = async {
+            let mut baseline = measured_run(
+                &args,
+                &client,
+                &bare.endpoint,
+                &requests,
+                0,
+                args.rate,
+                "bare",
+            )
+            .await?;
+            // The bare server at the pipeline's half-peak rate: the latency
+            // floor this machine (scheduler, loopback) puts under any server.
+            if let Some(rate) = report["at_half_peak"]["offered_per_s"].as_f64() {
+                baseline["at_same_rate"] = measured_run(
+                    &args,
+                    &client,
+                    &bare.endpoint,
+                    &requests,
+                    per_run,
+                    Some(rate),
+                    "bare",
+                )
+                .await?;
+            }
+            Ok::<_, String>(baseline)
+        }
         .await;
         bare.stop().await;
         let baseline = baseline?;

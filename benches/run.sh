@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole benchmark table on this machine, in one run:
+#   bash benches/run.sh            # full table (about 10 minutes on 2 cores)
+#   QUICK=1 bash benches/run.sh    # smaller counts, for a smoke run
+# Needs the local Redis and PostgreSQL (REDIS_URL / DATABASE_URL to move them).
+# Writes benches/results/latest.json and benches/results/latest.md; the raw
+# JSON line of every run stays in target/bench-runs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -n "${QUICK:-}" ]]; then
+    inbound=20000 rss_total=300000 rss_checkpoint=100000 deliveries=10000 pg_deliveries=5000 jobs=20000
+    criterion_args=(--warm-up-time 0.5 --measurement-time 1)
+else
+    inbound=100000 rss_total=1000000 rss_checkpoint=100000 deliveries=50000 pg_deliveries=20000 jobs=100000
+    criterion_args=(--warm-up-time 1 --measurement-time 3)
+fi
+
+cargo build --release -q -p webhook-armor-benches --bins
+bin=target/release
+runs=target/bench-runs
+rm -rf "$runs" && mkdir -p "$runs"
+
+step() { echo "== $*" >&2; }
+
+# Inbound: each pipeline next to the bare axum baseline (closed loop, 64 in
+# flight), then an open-loop run at half the measured peak for p99 latency.
+for target in guard memory redis postgres; do
+    step "inbound $target ($inbound webhooks, then at half of peak; bare baseline)"
+    "$bin/loadgen" --spawn "$target" --baseline --half-peak -n "$inbound" > "$runs/inbound-$target.json"
+done
+
+step "memory stays flat: $rss_total events, RSS after $rss_checkpoint and at the end"
+"$bin/loadgen" --spawn memory -n "$rss_total" --rss-after "$rss_checkpoint" \
+    --retention-secs 2 --warmup 0 > "$runs/rss.json"
+
+for backend in memory redis postgres; do
+    count=$deliveries
+    [[ $backend == postgres ]] && count=$pg_deliveries
+    step "outbound delivery $backend ($count messages; bare hyper client baseline)"
+    "$bin/delivery-throughput" "$backend" "$count" > "$runs/delivery-$backend.json"
+done
+
+for backend in memory redis postgres; do
+    step "queue enqueue+lease+ack $backend ($jobs jobs)"
+    "$bin/queue-throughput" "$backend" "$jobs" > "$runs/queue-$backend.json"
+done
+
+step "criterion: verification per scheme next to raw HMAC-SHA256; the layer next to the bare service"
+cargo bench -q -p webhook-armor-benches --bench verify --bench pipeline -- "${criterion_args[@]}" \
+    > "$runs/criterion.txt" 2>&1
+
+python3 benches/summarize.py "$runs" target/criterion benches/results

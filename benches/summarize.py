@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Turns one benches/run.sh run into results/latest.json and results/latest.md.
+
+usage: summarize.py RUNS_DIR CRITERION_DIR OUT_DIR
+
+Every figure comes from the JSON lines the bench binaries printed in this run
+and from criterion's estimates; nothing here is measured or assumed.
+"""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+
+def load(path):
+    with open(path) as f:
+        return json.loads(f.read().strip().splitlines()[-1])
+
+
+def criterion_ns(criterion, group, bench, param=None):
+    """Mean time per iteration in ns from criterion's estimates, or None."""
+    path = Path(criterion) / group / bench
+    if param is not None:
+        path = path / str(param)
+    estimates = path / "new" / "estimates.json"
+    if not estimates.exists():
+        return None
+    with open(estimates) as f:
+        return json.load(f)["mean"]["point_estimate"]
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+    }
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def main():
+    runs, criterion, out = sys.argv[1:4]
+    result = {"machine": machine(), "inbound": {}, "delivery": {}, "queue": {}, "verify": {}}
+    md = []
+    m = result["machine"]
+    md.append(f"Measured {m['date']} at commit `{m['commit']}` on {m['cpus']} × {m['cpu']} "
+              f"(Linux {m['kernel']}); load generator, servers, Redis and PostgreSQL all on this machine.")
+    md.append("")
+
+    # Inbound pipelines.
+    targets = {"guard": None, "memory": (80, 2.0), "redis": (50, 3.0), "postgres": (25, 5.0)}
+    md.append("### Inbound: signed webhooks over HTTP, next to a bare axum handler")
+    md.append("")
+    md.append("| pipeline | req/s | bare axum req/s | ratio (target) | completed/s | p99 ack at half peak (target) | p50 / p999 | bare axum p99 at that rate |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, target in targets.items():
+        path = Path(runs) / f"inbound-{name}.json"
+        if not path.exists():
+            continue
+        r = load(path)
+        half = r.get("at_half_peak", {})
+        lat = half.get("ack_latency_ms", {})
+        bare_lat = r["baseline"].get("at_same_rate", {}).get("ack_latency_ms", {})
+        entry = {
+            "requests_per_s": r["requests_per_s"],
+            "completed_per_s": r["completed_per_s"],
+            "baseline_requests_per_s": r["baseline"]["requests_per_s"],
+            "ratio_percent": r["ratio_to_baseline_percent"],
+            "errors": r["errors"] + r["baseline"]["errors"],
+            "half_peak_offered_per_s": half.get("offered_per_s"),
+            "half_peak_ack_latency_ms": lat,
+            "bare_ack_latency_ms_at_same_rate": bare_lat,
+        }
+        result["inbound"][name] = entry
+        label = {"guard": "guard mode (layer + handler, memory claims)",
+                 "memory": "queue mode, memory", "redis": "queue mode, Redis",
+                 "postgres": "queue mode, PostgreSQL (group commit)"}[name]
+        if target:
+            ratio = f"{entry['ratio_percent']}% (≥{target[0]}%: {verdict(entry['ratio_percent'] >= target[0])})"
+            p99 = f"{lat.get('p99')} ms at {half.get('offered_per_s'):.0f}/s (<{target[1]} ms: {verdict(lat.get('p99', 1e9) < target[1])})"
+        else:
+            ratio = f"{entry['ratio_percent']}%"
+            p99 = f"{lat.get('p99')} ms at {half.get('offered_per_s'):.0f}/s"
+        md.append(f"| {label} | {entry['requests_per_s']:,.0f} | {entry['baseline_requests_per_s']:,.0f} | "
+                  f"{ratio} | {entry['completed_per_s']:,.0f} | {p99} | {lat.get('p50')} / {lat.get('p999')} ms | {bare_lat.get('p99')} ms |")
+    md.append("")
+
+    rss_path = Path(runs) / "rss.json"
+    if rss_path.exists():
+        r = load(rss_path)
+        rss = r["rss"]
+        result["rss"] = {"events": r["requests"], **rss}
+        md.append(f"**Memory stays flat:** {r['requests']:,} events through the memory pipeline "
+                  f"(completed ids kept 2 s): RSS {rss['at_checkpoint_mib']} MiB after "
+                  f"{rss['after_events']:,}, {rss['at_end_mib']} MiB at the end = "
+                  f"{rss['end_vs_checkpoint_percent']}% (≤120%: {verdict(rss['end_vs_checkpoint_percent'] <= 120)}); "
+                  f"{r['requests_per_s']:,.0f} req/s sustained.")
+        md.append("")
+
+    # Outbound delivery.
+    md.append("### Outbound: signed deliveries to a local receiver, next to bare hyper POSTs")
+    md.append("")
+    md.append("| store | deliveries/s (target) | bare POSTs/s | ratio |")
+    md.append("|---|---:|---:|---:|")
+    for name, target in {"memory": 40000, "redis": 20000, "postgres": 10000}.items():
+        path = Path(runs) / f"delivery-{name}.json"
+        if not path.exists():
+            continue
+        r = load(path)
+        result["delivery"][name] = r
+        md.append(f"| {name} | {r['deliveries_per_second']:,.0f} (≥{target:,}: {verdict(r['deliveries_per_second'] >= target)}) | "
+                  f"{r['baseline_posts_per_second']:,.0f} | {r['ratio_to_baseline_percent']:.0f}% |")
+    md.append("")
+
+    # Queue alone.
+    md.append("### Queue alone: enqueue + lease + ack")
+    md.append("")
+    md.append("| backend | jobs/s (target) | baseline |")
+    md.append("|---|---:|---|")
+    for name, target in {"memory": None, "redis": 30000, "postgres": 20000}.items():
+        path = Path(runs) / f"queue-{name}.json"
+        if not path.exists():
+            continue
+        r = load(path)
+        result["queue"][name] = r
+        goal = f" (≥{target:,}: {verdict(r['jobs_per_second'] >= target)})" if target else ""
+        base = (f"bare Redis list {r['baseline_jobs_per_second']:,.0f}/s, ratio {r['ratio_to_baseline']:.0f}%"
+                if "baseline_jobs_per_second" in r else "")
+        md.append(f"| {name} | {r['jobs_per_second']:,.0f}{goal} | {base} |")
+    md.append("")
+
+    # Verification next to raw HMAC.
+    md.append("### Verification next to a raw HMAC-SHA256 of the same body (criterion, mean)")
+    md.append("")
+    md.append("| body | raw HMAC | Standard Webhooks | Stripe | GitHub | Slack | Shopify | worst ratio (≤1.2×) |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    schemes = ["standard-webhooks", "stripe", "github", "slack", "shopify"]
+    for size in [256, 1024, 65536]:
+        raw = criterion_ns(criterion, "verify", "raw-hmac-sha256", size)
+        if raw is None:
+            continue
+        cells, worst = [], 0.0
+        row = {"raw_hmac_ns": raw}
+        for scheme in schemes:
+            ns = criterion_ns(criterion, "verify", scheme, size)
+            if ns is None:
+                cells.append("–")
+                continue
+            ratio = ns / raw
+            worst = max(worst, ratio)
+            row[scheme] = {"ns": ns, "ratio": round(ratio, 3)}
+            cells.append(f"{ns / 1000:.2f} µs ({ratio:.2f}×)")
+        result["verify"][size] = row
+        md.append(f"| {size:,} B | {raw / 1000:.2f} µs | " + " | ".join(cells)
+                  + f" | {worst:.2f}× {verdict(worst <= 1.2)} |")
+    md.append("")
+    layer = {k: criterion_ns(criterion, "layer-1KiB", k)
+             for k in ["bare-service", "armored-guard-mode", "armored-queue-mode"]}
+    if all(layer.values()):
+        result["layer"] = layer
+        md.append(f"Tower layer, 1 KiB body, in process (criterion): bare service {layer['bare-service'] / 1000:.2f} µs, "
+                  f"guard mode {layer['armored-guard-mode'] / 1000:.2f} µs, queue mode into the memory queue "
+                  f"{layer['armored-queue-mode'] / 1000:.2f} µs per request.")
+        md.append("")
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "latest.json", "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    with open(Path(out) / "latest.md", "w") as f:
+        f.write("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
