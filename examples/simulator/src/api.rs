@@ -11,9 +11,8 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use webhook_armor::dead_letter::{DeadLetterFilter, DeadLetterStore, Replayed};
-use webhook_armor::events::{EventBus, LifecycleState};
-use webhook_armor::queue::Queue;
+use webhook_armor::dead_letter::{DeadLetterFilter, Replayed};
+use webhook_armor::events::LifecycleState;
 
 use crate::Simulator;
 use crate::scenarios::SCENARIOS;
@@ -37,6 +36,8 @@ pub(crate) fn routes(simulator: Simulator) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/api/health", get(health))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/docs", get(docs))
         .route("/api/stats", get(stats))
         .route("/api/events", get(events))
         .route("/api/events/{id}", get(event))
@@ -56,12 +57,25 @@ async fn dashboard() -> Html<&'static str> {
     Html(include_str!("../assets/dashboard.html"))
 }
 
+/// The API described for people and tools (OpenAPI 3.1), kept next to the
+/// routes; a test checks that every documented operation is routed.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../assets/openapi.json"),
+    )
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(include_str!("../assets/docs.html"))
+}
+
 async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 async fn stats_value(simulator: &Simulator) -> serde_json::Value {
-    let queue = simulator.inner.queue.stats().await.unwrap_or_default();
+    let queue = simulator.queue_stats().await;
     json!({ "states": simulator.log().counts(), "queue": queue, "queue_depth": queue.depth() })
 }
 
@@ -110,7 +124,8 @@ async fn event(State(simulator): State<Simulator>, Path(id): Path<String>) -> Re
 async fn dead_letters(State(simulator): State<Simulator>) -> Response {
     match simulator
         .inner
-        .queue
+        .backends
+        .dead_letters
         .list(&DeadLetterFilter::all(), None, 200)
         .await
     {
@@ -133,7 +148,7 @@ async fn dead_letters(State(simulator): State<Simulator>) -> Response {
 }
 
 async fn replay_one(State(simulator): State<Simulator>, Path(id): Path<String>) -> Response {
-    match simulator.inner.queue.replay(&id).await {
+    match simulator.inner.backends.dead_letters.replay(&id).await {
         Ok(Replayed::Requeued) => Json(json!({ "id": id, "replayed": true })).into_response(),
         Ok(Replayed::AlreadyReplayed) => {
             Json(json!({ "id": id, "replayed": false, "reason": "already replayed" }))
@@ -146,7 +161,8 @@ async fn replay_one(State(simulator): State<Simulator>, Path(id): Path<String>) 
 async fn replay_all(State(simulator): State<Simulator>) -> Response {
     match simulator
         .inner
-        .queue
+        .backends
+        .dead_letters
         .replay_matching(&DeadLetterFilter::pending())
         .await
     {
@@ -156,7 +172,7 @@ async fn replay_all(State(simulator): State<Simulator>) -> Response {
 }
 
 async fn discard(State(simulator): State<Simulator>, Path(id): Path<String>) -> Response {
-    match simulator.inner.queue.discard(&id).await {
+    match simulator.inner.backends.dead_letters.discard(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => backend_error(&e),
     }
@@ -191,7 +207,7 @@ async fn websocket(State(simulator): State<Simulator>, upgrade: WebSocketUpgrade
 /// A snapshot first, then every lifecycle event as it happens, with a
 /// stats message twice a second.
 async fn stream_events(simulator: Simulator, mut socket: WebSocket) {
-    let mut events = simulator.inner.bus.subscribe();
+    let mut events = simulator.inner.backends.bus.subscribe();
     let snapshot = json!({
         "type": "snapshot",
         "stats": stats_value(&simulator).await,

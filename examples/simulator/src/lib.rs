@@ -7,13 +7,13 @@
 //! and streamed to the dashboard.
 
 mod api;
+mod backends;
 mod log;
 mod metrics;
 mod outbound;
 mod scenarios;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,16 +21,14 @@ use futures_util::StreamExt;
 use tower::Layer;
 use tower::ServiceExt;
 use webhook_armor::deliver::{
-    BreakerConfig, DeliveryClient, DeliveryHandler, KIND_DELIVERY, METADATA_KIND, SsrfPolicy,
+    DeliveryClient, DeliveryHandler, KIND_DELIVERY, METADATA_KIND, SsrfPolicy,
 };
-use webhook_armor::events::EventBus;
+use webhook_armor::events::{LifecycleEvent, LifecycleState};
 use webhook_armor::layer::WebhookArmor;
-use webhook_armor::memory::{
-    MemoryAttemptLog, MemoryCircuitBreaker, MemoryEndpointStore, MemoryEventBus, MemoryQueue,
-};
 use webhook_armor::verify::{GitHub, Shopify, Slack, StandardWebhooks, Stripe, Verifier};
 use webhook_armor::{Enqueue, HandlerError, Job, RetryPolicy, WebhookArmorLayer, Worker};
 
+pub use backends::Backends;
 pub use log::EventLog;
 
 /// The signing secret of each provider endpoint.
@@ -77,6 +75,11 @@ impl Secrets {
     }
 }
 
+/// How long a worker holds a job before the queue may give it to another:
+/// short, so the worker-crash scenario recovers while you watch; handlers
+/// (at most a 5 s delivery) finish well inside 90% of it.
+pub const LEASE: Duration = Duration::from_secs(8);
+
 /// The providers with an inbound endpoint, as they appear in `/webhooks/{provider}`.
 pub const PROVIDERS: [&str; 5] = ["standard", "stripe", "github", "slack", "shopify"];
 
@@ -89,35 +92,28 @@ pub struct Simulator {
 #[derive(Debug)]
 struct Inner {
     secrets: Secrets,
-    queue: Arc<MemoryQueue>,
-    bus: Arc<MemoryEventBus>,
+    backends: Backends,
     log: EventLog,
-    endpoints: Arc<MemoryEndpointStore>,
-    breaker: Arc<MemoryCircuitBreaker>,
-    delivery_attempts: Arc<MemoryAttemptLog>,
     delivery: DeliveryHandler,
-    /// How often each job has been attempted, for payloads that ask to fail.
-    attempts: Mutex<HashMap<String, u32>>,
 }
 
 impl Simulator {
     /// A simulator on the in-memory backends.
     pub fn new(secrets: Secrets) -> Self {
-        let endpoints = Arc::new(MemoryEndpointStore::default());
-        let breaker = Arc::new(MemoryCircuitBreaker::new(BreakerConfig {
-            // Short, so the receiver-outage scenario recovers while you watch.
-            cool_down: Duration::from_secs(3),
-            ..BreakerConfig::default()
-        }));
-        let delivery_attempts = Arc::new(MemoryAttemptLog::new(100_000));
+        Self::with_backends(secrets, Backends::memory())
+    }
+
+    /// A simulator on `backends`; with Redis or PostgreSQL, several
+    /// simulator processes (an `api` and `worker`s) share one pipeline.
+    pub fn with_backends(secrets: Secrets, backends: Backends) -> Self {
         // The simulator's receivers run on this machine, so loopback is allowed.
         let policy = SsrfPolicy::default()
             .allow("127.0.0.1/32")
             .expect("valid network");
         let delivery = DeliveryHandler::new(
-            endpoints.clone(),
-            breaker.clone(),
-            delivery_attempts.clone(),
+            backends.endpoints.clone(),
+            backends.breaker.clone(),
+            backends.delivery_attempts.clone(),
             DeliveryClient::with_limits(
                 policy,
                 Duration::from_secs(2),
@@ -128,14 +124,9 @@ impl Simulator {
         Self {
             inner: Arc::new(Inner {
                 secrets,
-                endpoints,
-                breaker,
-                delivery_attempts,
+                backends,
                 delivery,
-                queue: Arc::new(MemoryQueue::new().completed_retention(Duration::from_secs(3600))),
-                bus: Arc::new(MemoryEventBus::new(16 * 1024)),
                 log: EventLog::default(),
-                attempts: Mutex::default(),
             }),
         }
     }
@@ -143,6 +134,16 @@ impl Simulator {
     /// The secrets in use.
     pub fn secrets(&self) -> &Secrets {
         &self.inner.secrets
+    }
+
+    /// The storage in use.
+    pub fn backends(&self) -> &Backends {
+        &self.inner.backends
+    }
+
+    /// The queue's counts; zeros while the backend cannot answer.
+    pub async fn queue_stats(&self) -> webhook_armor::queue::QueueStats {
+        self.inner.backends.queue.stats().await.unwrap_or_default()
     }
 
     /// The event log.
@@ -157,13 +158,28 @@ impl Simulator {
         workers: usize,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        let mut events = self.inner.bus.subscribe();
+        self.spawn_collector();
+        self.spawn_worker(workers, shutdown);
+    }
+
+    /// Starts the task that records every lifecycle event on the bus (with a
+    /// shared backend: every process's events) for the API and dashboard.
+    pub fn spawn_collector(&self) {
+        let mut events = self.inner.backends.bus.subscribe();
         let collector = self.clone();
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
                 collector.inner.log.record(event);
             }
         });
+    }
+
+    /// Starts `workers` concurrent job handlers; they stop when `shutdown` completes.
+    pub fn spawn_worker(
+        &self,
+        workers: usize,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let handler = {
             let simulator = self.clone();
             tower::service_fn(move |job: Job| {
@@ -171,29 +187,36 @@ impl Simulator {
                 async move { simulator.process(job).await }
             })
         };
-        let worker = Worker::new(self.inner.queue.clone(), handler)
-            .events(self.inner.bus.clone())
+        let worker = Worker::new(self.inner.backends.queue.clone(), handler)
+            .events(self.inner.backends.bus.clone())
             .concurrency(workers)
             .poll_interval(Duration::from_millis(200))
+            .lease_duration(LEASE)
             .retry_policy(RetryPolicy::default().with_base(Duration::from_millis(200)));
-        tokio::spawn(worker.run(shutdown));
+        tokio::spawn(worker.run(shutdown))
     }
 
     /// The simulated business logic: a short piece of work, or the failure
     /// the payload asks for (`{"simulate":"fail"}` always fails,
-    /// `{"simulate":{"fail_times":2}}` fails twice then succeeds).
+    /// `{"simulate":{"fail_times":2}}` fails on its first two attempts).
+    ///
+    /// The attempt comes from the job itself, so every worker process agrees
+    /// on it. A job replayed from the dead letters (attempts start again, the
+    /// dead-letter reason kept as its last error) runs as if the bug had been
+    /// fixed meanwhile, which is why an operator replays it.
     async fn process(&self, job: Job) -> Result<(), HandlerError> {
         if job.metadata.get(METADATA_KIND).map(String::as_str) == Some(KIND_DELIVERY) {
             return self.inner.delivery.clone().oneshot(job).await;
         }
-        let attempt = {
-            let mut attempts = self.inner.attempts.lock().expect("poisoned");
-            let count = attempts.entry(job.id.clone()).or_default();
-            *count += 1;
-            *count
-        };
+        let attempt = job.attempt;
+        let replayed = attempt == 1 && job.last_error.is_some();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let payload: serde_json::Value = serde_json::from_slice(&job.payload).unwrap_or_default();
+        if payload.get("simulate").and_then(serde_json::Value::as_str) == Some("crash")
+            && attempt == 1
+        {
+            self.crash(&job);
+        }
         let fail_times = match payload.get("simulate") {
             Some(serde_json::Value::String(mode)) if mode == "fail" => u32::MAX,
             Some(spec) => spec
@@ -202,12 +225,28 @@ impl Simulator {
                 .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             None => 0,
         };
-        if attempt <= fail_times {
+        if !replayed && attempt <= fail_times {
             return Err(HandlerError::retry(format!(
                 "simulated failure on attempt {attempt}"
             )));
         }
         Ok(())
+    }
+
+    /// A worker dying mid-job, as far as one task can: it unwinds without a
+    /// panic message, so the job is neither acked nor nacked and its lease
+    /// is simply abandoned, as if the process had been killed. The queue
+    /// gives the job out again when the lease ends ([`LEASE`]).
+    fn crash(&self, job: &Job) -> ! {
+        self.inner.backends.bus.publish(
+            LifecycleEvent::new(&job.id, LifecycleState::Processing)
+                .with_attempt(job.attempt)
+                .with_detail(format!(
+                    "worker crashed mid-job (simulated); lease abandoned, back in the queue within {} s",
+                    LEASE.as_secs()
+                )),
+        );
+        std::panic::resume_unwind(Box::new("simulated worker crash"))
     }
 
     /// The verifier of `provider`, or `None` for an unknown provider.
@@ -229,8 +268,10 @@ impl Simulator {
         let verifier = self.verifier(provider)?;
         let armor = WebhookArmorLayer::new(verifier)
             .without_idempotency() // the queue refuses duplicate ids itself
-            .events(self.inner.bus.clone());
-        Some(armor.layer(Enqueue::new(self.inner.queue.clone()).events(self.inner.bus.clone())))
+            .events(self.inner.backends.bus.clone());
+        let enqueue =
+            Enqueue::new(self.inner.backends.queue.clone()).events(self.inner.backends.bus.clone());
+        Some(armor.layer(enqueue))
     }
 
     /// The whole HTTP surface: inbound webhooks, the API, `/ws` and the dashboard.

@@ -57,6 +57,17 @@ pub struct MetricsSnapshot {
 #[derive(Debug, Clone, Serialize)]
 pub struct Counts(pub BTreeMap<&'static str, u64>);
 
+impl Inner {
+    fn observe_latency(&mut self, millis: i64) {
+        let seconds = millis.max(0) as f64 / 1000.0;
+        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.latency_buckets[bucket] += 1;
+        }
+        self.latency_sum_seconds += seconds;
+        self.latency_count += 1;
+    }
+}
+
 impl EventLog {
     /// Records one event.
     pub fn record(&self, event: LifecycleEvent) {
@@ -68,23 +79,28 @@ impl EventLog {
                 *inner.rejected.entry(reason).or_default() += 1;
             }
             LifecycleState::Queued => {
-                if inner.queued_at.len() >= MAX_IN_FLIGHT {
-                    inner.queued_at.clear();
+                // With several processes, a worker's COMPLETED can arrive
+                // before the api's QUEUED (two connections to the bus).
+                let completed_at = inner
+                    .latest
+                    .get(&event.event_id)
+                    .filter(|l| l.state == LifecycleState::Completed)
+                    .map(|l| l.at_ms);
+                if let Some(completed_at) = completed_at {
+                    inner.observe_latency(completed_at - event.at_ms);
+                } else {
+                    if inner.queued_at.len() >= MAX_IN_FLIGHT {
+                        inner.queued_at.clear();
+                    }
+                    inner
+                        .queued_at
+                        .entry(event.event_id.clone())
+                        .or_insert(event.at_ms);
                 }
-                inner
-                    .queued_at
-                    .entry(event.event_id.clone())
-                    .or_insert(event.at_ms);
             }
             LifecycleState::Completed => {
                 if let Some(queued) = inner.queued_at.remove(&event.event_id) {
-                    let seconds = (event.at_ms - queued).max(0) as f64 / 1000.0;
-                    if let Some(bucket) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound)
-                    {
-                        inner.latency_buckets[bucket] += 1;
-                    }
-                    inner.latency_sum_seconds += seconds;
-                    inner.latency_count += 1;
+                    inner.observe_latency(event.at_ms - queued);
                 }
             }
             LifecycleState::DeadLettered => {
@@ -92,7 +108,15 @@ impl EventLog {
             }
             _ => {}
         }
-        if !event.event_id.is_empty() {
+        // QUEUED comes first in a webhook's life, whenever it arrives: with
+        // several processes the api's QUEUED can reach the bus after a
+        // worker's PROCESSING or COMPLETED (and be stamped later, as the api
+        // publishes once the enqueue has returned). It never replaces a
+        // later stage; every event stays in the history.
+        let replaces = |current: &LifecycleEvent| {
+            event.state != LifecycleState::Queued || current.state == LifecycleState::Queued
+        };
+        if !event.event_id.is_empty() && inner.latest.get(&event.event_id).is_none_or(replaces) {
             inner.latest.insert(event.event_id.clone(), event.clone());
         }
         if inner.history.len() == HISTORY
@@ -153,5 +177,44 @@ impl EventLog {
             .filter(|e| e.event_id == event_id)
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(id: &str, state: LifecycleState, at_ms: i64) -> LifecycleEvent {
+        let mut event = LifecycleEvent::new(id, state);
+        event.at_ms = at_ms;
+        event
+    }
+
+    #[test]
+    fn events_arriving_out_of_order_keep_the_newest_state_and_the_latency() {
+        let log = EventLog::default();
+        // A worker process's events overtake the api's QUEUED on the bus.
+        log.record(at("evt_1", LifecycleState::Processing, 1_000));
+        log.record(at("evt_1", LifecycleState::Completed, 1_020));
+        log.record(at("evt_1", LifecycleState::Queued, 1_021));
+        assert_eq!(
+            log.history_of("evt_1").len(),
+            3,
+            "every event is in the history"
+        );
+        let completed = log.webhooks(Some(LifecycleState::Completed), 10);
+        assert_eq!(completed.len(), 1, "the latest state is COMPLETED");
+        let metrics = log.metrics();
+        assert_eq!(metrics.latency_count, 1);
+        assert_eq!(
+            metrics.latency_buckets[0], 1,
+            "in the first bucket, not lost"
+        );
+
+        // In order, the same result.
+        log.record(at("evt_2", LifecycleState::Queued, 2_000));
+        log.record(at("evt_2", LifecycleState::Completed, 2_005));
+        assert_eq!(log.webhooks(Some(LifecycleState::Completed), 10).len(), 2);
+        assert_eq!(log.metrics().latency_count, 2);
     }
 }

@@ -5,13 +5,12 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use webhook_armor::queue::Queue;
 
 use crate::Simulator;
 
 pub(crate) async fn metrics(State(simulator): State<Simulator>) -> impl IntoResponse {
     let snapshot = simulator.log().metrics();
-    let queue = simulator.inner.queue.stats().await.unwrap_or_default();
+    let queue = simulator.queue_stats().await;
     let mut text = String::new();
     let _ = writeln!(
         text,

@@ -9,10 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use webhook_armor::deliver::{
-    AttemptLog, CircuitBreaker, Dispatcher, EndpointStats, EndpointStore, EndpointUpdate,
-    NewEndpoint,
-};
+use webhook_armor::deliver::{Dispatcher, EndpointStats, EndpointUpdate, NewEndpoint};
 
 use crate::Simulator;
 use crate::api::{backend_error, error};
@@ -53,21 +50,21 @@ async fn create(State(simulator): State<Simulator>, Json(body): Json<CreateEndpo
     if let Some(secret) = body.secret {
         endpoint = endpoint.secret(secret);
     }
-    match simulator.inner.endpoints.create(endpoint).await {
+    match simulator.inner.backends.endpoints.create(endpoint).await {
         Ok(endpoint) => (StatusCode::CREATED, Json(endpoint)).into_response(),
         Err(e) => backend_error(&e),
     }
 }
 
 async fn list(State(simulator): State<Simulator>) -> Response {
-    match simulator.inner.endpoints.list().await {
+    match simulator.inner.backends.endpoints.list().await {
         Ok(endpoints) => Json(endpoints).into_response(),
         Err(e) => backend_error(&e),
     }
 }
 
 async fn fetch(State(simulator): State<Simulator>, Path(id): Path<String>) -> Response {
-    match simulator.inner.endpoints.get(&id).await {
+    match simulator.inner.backends.endpoints.get(&id).await {
         Ok(Some(endpoint)) => Json(endpoint).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no endpoint {id:?}")),
         Err(e) => backend_error(&e),
@@ -79,14 +76,14 @@ async fn update(
     Path(id): Path<String>,
     Json(update): Json<EndpointUpdate>,
 ) -> Response {
-    match simulator.inner.endpoints.update(&id, update).await {
+    match simulator.inner.backends.endpoints.update(&id, update).await {
         Ok(endpoint) => Json(endpoint).into_response(),
         Err(e) => backend_error(&e),
     }
 }
 
 async fn remove(State(simulator): State<Simulator>, Path(id): Path<String>) -> Response {
-    match simulator.inner.endpoints.delete(&id).await {
+    match simulator.inner.backends.endpoints.delete(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => backend_error(&e),
     }
@@ -96,6 +93,7 @@ async fn rotate(State(simulator): State<Simulator>, Path(id): Path<String>) -> R
     let grace = Duration::from_secs(24 * 60 * 60);
     match simulator
         .inner
+        .backends
         .endpoints
         .rotate_secret(&id, None, grace)
         .await
@@ -108,6 +106,7 @@ async fn rotate(State(simulator): State<Simulator>, Path(id): Path<String>) -> R
 async fn stats(State(simulator): State<Simulator>, Path(id): Path<String>) -> Response {
     let attempts = match simulator
         .inner
+        .backends
         .delivery_attempts
         .for_endpoint(&id, 10_000)
         .await
@@ -115,7 +114,7 @@ async fn stats(State(simulator): State<Simulator>, Path(id): Path<String>) -> Re
         Ok(attempts) => attempts,
         Err(e) => return backend_error(&e),
     };
-    match simulator.inner.breaker.state(&id).await {
+    match simulator.inner.backends.breaker.state(&id).await {
         Ok(circuit) => Json(EndpointStats::from_attempts(&attempts, circuit)).into_response(),
         Err(e) => backend_error(&e),
     }
@@ -135,8 +134,8 @@ async fn send(State(simulator): State<Simulator>, Json(body): Json<SendMessage>)
     }
     let id = body.id.unwrap_or_else(|| crate::scenarios::unique("msg"));
     let dispatcher = Dispatcher::new(
-        simulator.inner.endpoints.clone(),
-        simulator.inner.queue.clone(),
+        simulator.inner.backends.endpoints.clone(),
+        simulator.inner.backends.queue.clone(),
     );
     let payload = serde_json::to_vec(&body.payload).expect("JSON values serialise");
     match dispatcher
@@ -154,7 +153,13 @@ async fn send(State(simulator): State<Simulator>, Json(body): Json<SendMessage>)
 }
 
 async fn message(State(simulator): State<Simulator>, Path(id): Path<String>) -> Response {
-    match simulator.inner.delivery_attempts.for_message(&id).await {
+    match simulator
+        .inner
+        .backends
+        .delivery_attempts
+        .for_message(&id)
+        .await
+    {
         Ok(attempts) => Json(json!({ "id": id, "attempts": attempts })).into_response(),
         Err(e) => backend_error(&e),
     }

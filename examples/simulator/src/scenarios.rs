@@ -7,19 +7,20 @@ use axum::body::Body;
 use axum::http::Request;
 use serde::Serialize;
 use tower::ServiceExt;
-use webhook_armor::deliver::{Dispatcher, EndpointStore, NewEndpoint};
+use webhook_armor::deliver::{Dispatcher, NewEndpoint};
 use webhook_armor::verify::StandardWebhooks;
 
 use crate::Simulator;
 
 /// Every scenario the API accepts.
-pub const SCENARIOS: [&str; 6] = [
+pub const SCENARIOS: [&str; 7] = [
     "duplicate",
     "dead-letter",
     "signature-attack",
     "replay-attack",
     "campaign-blast",
     "receiver-outage",
+    "worker-crash",
 ];
 
 /// How long the receiver of the outage scenario answers 503.
@@ -82,6 +83,21 @@ impl Simulator {
         }
     }
 
+    /// Sends one signed webhook with a fresh id, noting it in `report`.
+    async fn send_one(
+        &self,
+        report: &mut Report,
+        prefix: &str,
+        timestamp: i64,
+        body: &str,
+        secret: &str,
+    ) {
+        let id = unique(prefix);
+        let request = self.signed(&id, timestamp, body.into(), secret);
+        report.statuses.push(self.send(request).await);
+        report.event_ids.push(id);
+    }
+
     /// Runs scenario `name` (see [`SCENARIOS`]); `count` sizes the campaign blast.
     pub async fn run_scenario(&self, name: &str, count: usize) -> Option<Report> {
         let secret = self.secrets().standard.clone();
@@ -107,27 +123,38 @@ impl Simulator {
                 report.event_ids.push(id);
             }
             "dead-letter" => {
-                let id = unique("msg_dead");
-                let request = self.signed(
-                    &id,
+                self.send_one(
+                    &mut report,
+                    "msg_dead",
                     now(),
-                    r#"{"type":"order.created","simulate":{"fail_times":3}}"#.into(),
+                    r#"{"type":"order.created","simulate":{"fail_times":3}}"#,
                     &secret,
-                );
-                report.statuses.push(self.send(request).await);
-                report.event_ids.push(id);
+                )
+                .await;
             }
             "signature-attack" => {
-                let id = unique("msg_forged");
                 let forged = webhook_armor::deliver::generate_secret();
-                let request = self.signed(
-                    &id,
+                self.send_one(
+                    &mut report,
+                    "msg_forged",
                     now(),
-                    r#"{"type":"refund.created","amount":99999}"#.into(),
+                    r#"{"type":"refund.created","amount":99999}"#,
                     &forged,
-                );
-                report.statuses.push(self.send(request).await);
-                report.event_ids.push(id);
+                )
+                .await;
+            }
+            "worker-crash" => {
+                // The worker that leases it dies mid-job (see
+                // `Simulator::process`): no ack, no nack. The lease runs out
+                // and a worker takes the job over on attempt 2.
+                self.send_one(
+                    &mut report,
+                    "msg_crash",
+                    now(),
+                    r#"{"type":"invoice.paid","simulate":"crash"}"#,
+                    &secret,
+                )
+                .await;
             }
             "replay-attack" => {
                 let id = unique("msg_replayed");
@@ -168,12 +195,15 @@ impl Simulator {
                 let url = outage_receiver().await?;
                 let endpoint = self
                     .inner
+                    .backends
                     .endpoints
                     .create(NewEndpoint::new("outage receiver", url))
                     .await
                     .ok()?;
-                let dispatcher =
-                    Dispatcher::new(self.inner.endpoints.clone(), self.inner.queue.clone());
+                let dispatcher = Dispatcher::new(
+                    self.inner.backends.endpoints.clone(),
+                    self.inner.backends.queue.clone(),
+                );
                 for _ in 0..count.clamp(1, 100) {
                     let message = unique("msg_outage");
                     let sent = dispatcher

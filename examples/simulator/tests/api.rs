@@ -478,3 +478,82 @@ async fn a_receiver_outage_opens_the_circuit_then_everything_is_delivered() {
         "retries and deferrals shown in the feed"
     );
 }
+
+/// The worker that leases the job dies mid-job: no ack, no nack. After the
+/// lease the job is given out again and completes on attempt 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_crash_abandons_the_lease_and_a_later_attempt_completes_it() {
+    let simulator = simulator();
+    let request = Request::post("/api/scenarios/worker-crash")
+        .body(Body::empty())
+        .unwrap();
+    let (status, report) = json(&simulator, request).await;
+    assert_eq!(
+        (status, &report["statuses"]),
+        (StatusCode::OK, &serde_json::json!([202]))
+    );
+    let id = report["event_ids"][0].as_str().unwrap().to_owned();
+    settles(&simulator, &id, LifecycleState::Completed).await;
+    let history = simulator.log().history_of(&id);
+    let crashed = history
+        .iter()
+        .find(|e| e.detail.as_deref().is_some_and(|d| d.contains("crashed")))
+        .unwrap_or_else(|| panic!("no crash shown: {history:?}"));
+    assert_eq!(crashed.attempt, Some(1));
+    let completed = history.last().unwrap();
+    assert_eq!(completed.attempt, Some(2), "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|e| e.state != LifecycleState::Retrying && e.state != LifecycleState::DeadLettered),
+        "a crash is no handler failure: nothing nacked it: {history:?}"
+    );
+}
+
+/// Every operation in the served OpenAPI document is routed: called with its
+/// method, it never meets axum's empty 404 or a 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_is_routed() {
+    let simulator = simulator();
+    let (status, doc) = json(
+        &simulator,
+        Request::get("/api/openapi.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20, "{} paths", paths.len());
+    let mut operations = 0;
+    for (path, methods) in paths {
+        for method in methods.as_object().unwrap().keys() {
+            let uri = path
+                .replace("{provider}", "standard")
+                .replace("{id}", "no-such-id")
+                .replace("{name}", "no-such-scenario");
+            let request = Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(&uri)
+                .body(Body::empty())
+                .unwrap();
+            let response = simulator.app().oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            assert!(
+                status != StatusCode::NOT_FOUND || !body.is_empty(),
+                "{method} {uri} is documented but not routed"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 25, "{operations} operations");
+    let (status, _) = json(
+        &simulator,
+        Request::get("/api/docs").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -294,6 +294,31 @@ async fn every_scenario_button_shows_its_states_in_the_dashboard() {
             &row("COMPLETED", "msg_outage"),
         )
         .await;
+    browser
+        .wait_for(
+            "the outage receiver in the endpoint panel with its circuit",
+            "document.querySelector('#endpoints tr[data-endpoint][data-circuit]')",
+        )
+        .await;
+
+    browser
+        .click("button[data-scenario=\"worker-crash\"]")
+        .await;
+    browser
+        .wait_for("the crashed attempt", &row("PROCESSING", "msg_crash"))
+        .await;
+    browser
+        .wait_for(
+            "the job taken over after its lease and COMPLETED",
+            &row("COMPLETED", "msg_crash"),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the throughput chart drawn from live samples",
+            "Number(document.getElementById('throughput').dataset.samples) >= 5",
+        )
+        .await;
     browser.screenshot("03-all-scenarios").await;
 
     let errors = browser.console_errors().await;
