@@ -43,7 +43,9 @@ type TimeKey = (Instant, u64);
 
 #[derive(Debug, Default)]
 struct State {
-    jobs: ShardedMap<Record>,
+    /// Boxed: a hash table reserves room for more entries than it holds,
+    /// and a record is ~200 bytes; a box keeps each free slot at 8.
+    jobs: ShardedMap<Box<Record>>,
     ready: VecDeque<String>,
     scheduled: BTreeMap<TimeKey, String>,
     leased: BTreeMap<TimeKey, String>,
@@ -117,13 +119,11 @@ impl State {
                 break;
             }
             let (_, id) = self.completed.pop_front().expect("peeked");
-            if matches!(
-                self.jobs.get(&id),
-                Some(Record {
-                    status: Status::Completed,
-                    ..
-                })
-            ) {
+            if self
+                .jobs
+                .get(&id)
+                .is_some_and(|record| matches!(record.status, Status::Completed))
+            {
                 self.jobs.remove(&id);
             }
         }
@@ -215,7 +215,7 @@ impl Queue for MemoryQueue {
                 Status::Scheduled
             };
             let job = Job::from_new(job, unix_millis_now());
-            state.jobs.insert(id, Record { job, status });
+            state.jobs.insert(id, Box::new(Record { job, status }));
         }
         self.wake_workers();
         Ok(Enqueued::New)
