@@ -14,3 +14,39 @@ pub fn run_id() -> String {
             .as_nanos()
     )
 }
+
+/// Deletes every key of the Redis pipeline `prefix` (keys are `{prefix}...`),
+/// so a bench run leaves the database as it found it. Best effort.
+pub async fn delete_redis_prefix(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let pattern = format!("{{{prefix}}}*");
+    let mut cursor = 0u64;
+    loop {
+        let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await
+        else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: redis::RedisResult<i64> = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut connection)
+                .await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}

@@ -88,6 +88,8 @@ pub struct Pipeline {
     pub router: Router,
     /// The PostgreSQL schema to drop on shutdown, if any.
     pub schema_to_drop: Option<(String, String)>,
+    /// The Redis key prefix to delete on shutdown, if any.
+    pub prefix_to_delete: Option<(String, String)>,
     /// The queue the API enqueues into and the worker's own connection to it
     /// (separate connections, as separate processes would have).
     queues: Option<(Arc<dyn Queue>, Arc<dyn Queue>)>,
@@ -100,6 +102,7 @@ impl Pipeline {
         let completed = Arc::new(AtomicU64::new(0));
         let run = crate::run_id();
         let mut schema_to_drop = None;
+        let mut prefix_to_delete = None;
         let queues: Option<(Arc<dyn Queue>, Arc<dyn Queue>)> = match target {
             Target::Bare | Target::Guard => None,
             Target::Memory => {
@@ -108,8 +111,10 @@ impl Pipeline {
                 Some((queue.clone(), queue))
             }
             Target::Redis(url) => {
-                let config = RedisConfig::new(format!("bench-load-{run}"))
-                    .completed_retention(options.completed_retention);
+                let prefix = format!("bench-load-{run}");
+                prefix_to_delete = Some((url.clone(), prefix.clone()));
+                let config =
+                    RedisConfig::new(prefix).completed_retention(options.completed_retention);
                 let connect = || async {
                     RedisBackend::connect(url, config.clone())
                         .await
@@ -169,6 +174,7 @@ impl Pipeline {
         Ok(Self {
             router,
             schema_to_drop,
+            prefix_to_delete,
             queues,
             completed,
         })
@@ -195,8 +201,12 @@ impl Pipeline {
         Some(tokio::spawn(worker.run(shutdown)))
     }
 
-    /// Drops the PostgreSQL schema this run created, leaving the database as found.
+    /// Drops the PostgreSQL schema or Redis keys this run created, leaving
+    /// the database as found.
     pub async fn clean_up(&self) {
+        if let Some((url, prefix)) = &self.prefix_to_delete {
+            crate::delete_redis_prefix(url, prefix).await;
+        }
         if let Some((url, schema)) = &self.schema_to_drop
             && let Ok(pool) = sqlx::PgPool::connect(url).await
         {

@@ -147,6 +147,11 @@ async fn main() {
             "ratio_to_baseline_percent": (rate / baseline_rate * 100.0).round(),
         })
     );
+    if backend == "redis" {
+        // The attempt log and endpoints keep no TTL short enough to rely on.
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        webhook_armor_benches::delete_redis_prefix(&url, &format!("bench-delivery-{run}")).await;
+    }
     if backend == "postgres" {
         let url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());

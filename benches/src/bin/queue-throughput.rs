@@ -144,6 +144,9 @@ async fn main() {
         report["ratio_to_baseline"] = ((rate / baseline_rate) * 100.0).round().into();
     }
     println!("{report}");
+    if backend == "redis" {
+        webhook_armor_benches::delete_redis_prefix(&url, &format!("bench-{run}")).await;
+    }
     if backend.starts_with("postgres") {
         // Leave the database as we found it.
         let url = std::env::var("DATABASE_URL")
