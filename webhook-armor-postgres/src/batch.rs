@@ -7,59 +7,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::{PgPool, Row};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
-use webhook_armor::queue::{Enqueued, NewJob};
-use webhook_armor::{Error, Result};
+use tokio::sync::{Notify, mpsc};
+use webhook_armor::Error;
+use webhook_armor::batch::{AckRequest, EnqueueRequest, spawn_batcher};
+use webhook_armor::queue::Enqueued;
 
 use crate::queue::encode_metadata;
-
-/// Most requests one statement carries.
-const MAX_BATCH: usize = 1000;
-/// Batches in flight at once; while all are busy, the next batch fills up.
-const IN_FLIGHT: usize = 4;
-/// Requests waiting for a batch before callers feel backpressure.
-const QUEUE_DEPTH: usize = 16 * 1024;
-
-pub(crate) struct EnqueueRequest {
-    pub(crate) job: NewJob,
-    pub(crate) reply: oneshot::Sender<Result<Enqueued>>,
-}
-
-pub(crate) struct AckRequest {
-    pub(crate) id: String,
-    pub(crate) token: String,
-    pub(crate) reply: oneshot::Sender<Result<()>>,
-}
-
-/// Runs `flush` on batches of requests from the returned sender, IN_FLIGHT at
-/// a time, until every sender is dropped.
-pub(crate) fn spawn_batcher<R, F, Fut>(flush: F) -> mpsc::Sender<R>
-where
-    R: Send + 'static,
-    F: Fn(Vec<R>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (sender, mut receiver) = mpsc::channel::<R>(QUEUE_DEPTH);
-    tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        let mut buffer = Vec::with_capacity(MAX_BATCH);
-        loop {
-            // Take a slot before draining, so requests pile up into one
-            // batch while every slot is busy: that is the group commit.
-            let slot = slots.clone().acquire_owned().await.expect("never closed");
-            if receiver.recv_many(&mut buffer, MAX_BATCH).await == 0 {
-                return;
-            }
-            let batch = std::mem::replace(&mut buffer, Vec::with_capacity(MAX_BATCH));
-            let work = flush(batch);
-            tokio::spawn(async move {
-                work.await;
-                drop(slot);
-            });
-        }
-    });
-    sender
-}
 
 /// One error per caller: the batch failed, so did each request in it.
 fn batch_error(error: &sqlx::Error) -> Error {

@@ -236,7 +236,7 @@ pub(crate) type AttemptRequest = (DeliveryAttempt, tokio::sync::oneshot::Sender<
 pub(crate) fn spawn_attempt_logger(
     pool: sqlx::PgPool,
 ) -> tokio::sync::mpsc::Sender<AttemptRequest> {
-    crate::batch::spawn_batcher(move |batch: Vec<AttemptRequest>| {
+    webhook_armor::batch::spawn_batcher(move |batch: Vec<AttemptRequest>| {
         let pool = pool.clone();
         async move {
             let messages: Vec<&str> = batch.iter().map(|(a, _)| a.message_id.as_str()).collect();

@@ -136,8 +136,8 @@ pub struct PostgresBackend {
     work_available: Arc<Notify>,
     /// Raised after new work is stored; the waker turns it into a NOTIFY.
     new_work: Arc<Notify>,
-    enqueues: Option<mpsc::Sender<batch::EnqueueRequest>>,
-    acks: Option<mpsc::Sender<batch::AckRequest>>,
+    enqueues: Option<mpsc::Sender<webhook_armor::batch::EnqueueRequest>>,
+    acks: Option<mpsc::Sender<webhook_armor::batch::AckRequest>>,
     /// Group commit of delivery attempts, started on first use.
     #[cfg(feature = "deliver")]
     attempt_logger: Arc<std::sync::OnceLock<mpsc::Sender<delivery::AttemptRequest>>>,

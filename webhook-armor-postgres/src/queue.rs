@@ -5,11 +5,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 use sqlx::Row;
-use tokio::sync::oneshot;
 use webhook_armor::queue::{Enqueued, Job, Lease, LeaseToken, NewJob, Queue, QueueStats};
 use webhook_armor::{Error, Result};
 
-use crate::batch::{self, AckRequest, EnqueueRequest};
+use webhook_armor::batch::{AckRequest, EnqueueRequest, submit};
+
+use crate::batch;
 use crate::{PostgresBackend, backend, millis};
 
 pub(crate) fn encode_metadata(metadata: &BTreeMap<String, String>) -> String {
@@ -113,24 +114,13 @@ impl PostgresBackend {
     }
 }
 
-/// A channel to the group-commit task that has stopped: only possible while
-/// the runtime shuts down.
-fn batcher_gone() -> Error {
-    Error::Backend("group-commit task stopped (runtime shutting down?)".into())
-}
-
 #[async_trait]
 impl Queue for PostgresBackend {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
         let Some(enqueues) = &self.enqueues else {
             return self.enqueue_now(job).await;
         };
-        let (reply, answer) = oneshot::channel();
-        enqueues
-            .send(EnqueueRequest { job, reply })
-            .await
-            .map_err(|_| batcher_gone())?;
-        answer.await.map_err(|_| batcher_gone())?
+        submit(enqueues, |reply| EnqueueRequest { job, reply }).await
     }
 
     async fn lease(&self, max: usize, lease_for: Duration) -> Result<Vec<Lease>> {
@@ -172,14 +162,12 @@ impl Queue for PostgresBackend {
         let Some(acks) = &self.acks else {
             return self.ack_now(lease).await;
         };
-        let (reply, answer) = oneshot::channel();
-        let request = AckRequest {
+        submit(acks, |reply| AckRequest {
             id: lease.job.id.clone(),
             token: lease.token.0.clone(),
             reply,
-        };
-        acks.send(request).await.map_err(|_| batcher_gone())?;
-        answer.await.map_err(|_| batcher_gone())?
+        })
+        .await
     }
 
     async fn nack(&self, lease: &Lease, retry_in: Duration, error: &str) -> Result<()> {

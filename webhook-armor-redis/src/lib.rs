@@ -41,6 +41,7 @@
 //! expire after [`RedisConfig::completed_retention`]. Dead letters stay until
 //! discarded: they are what an operator must see.
 
+mod batch;
 mod dead_letter;
 #[cfg(feature = "deliver")]
 mod delivery;
@@ -65,6 +66,7 @@ pub struct RedisConfig {
     prefix: String,
     completed_retention: Duration,
     idle_poll: Duration,
+    group_commit: bool,
 }
 
 impl RedisConfig {
@@ -75,7 +77,16 @@ impl RedisConfig {
             prefix: prefix.into(),
             completed_retention: Duration::from_secs(24 * 60 * 60),
             idle_poll: Duration::from_millis(50),
+            group_commit: true,
         }
+    }
+
+    /// Whether concurrent enqueues and acks share one script call (default
+    /// on). Each caller still waits for its own answer; off, every enqueue
+    /// and ack is a call of its own.
+    pub fn group_commit(mut self, enabled: bool) -> Self {
+        self.group_commit = enabled;
+        self
     }
 
     /// How long a completed job's id is kept to refuse duplicates (default 24 h).
@@ -149,6 +160,9 @@ pub struct RedisBackend {
     keys: Keys,
     config: RedisConfig,
     outgoing_events: mpsc::Sender<String>,
+    /// Group commit of enqueues and acks, when on.
+    enqueues: Option<mpsc::Sender<webhook_armor::batch::EnqueueRequest>>,
+    acks: Option<mpsc::Sender<webhook_armor::batch::AckRequest>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -173,12 +187,26 @@ impl RedisBackend {
             .map_err(backend)?;
         let keys = Keys::new(&config.prefix);
         let outgoing_events = events::spawn_publisher(connection.clone(), keys.events());
+        let (enqueues, acks) = if config.group_commit {
+            (
+                Some(batch::spawn_enqueuer(connection.clone(), keys.clone())),
+                Some(batch::spawn_acker(
+                    connection.clone(),
+                    keys.clone(),
+                    millis(config.completed_retention),
+                )),
+            )
+        } else {
+            (None, None)
+        };
         Ok(Self {
             client,
             connection,
             keys,
             config,
             outgoing_events,
+            enqueues,
+            acks,
         })
     }
 

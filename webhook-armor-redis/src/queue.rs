@@ -6,6 +6,8 @@ use bytes::Bytes;
 use webhook_armor::queue::{Enqueued, Job, Lease, LeaseToken, NewJob, Queue, QueueStats};
 use webhook_armor::{Error, Result};
 
+use webhook_armor::batch::{AckRequest, EnqueueRequest, submit};
+
 use crate::{RedisBackend, backend, millis, scripts};
 
 /// One leased job as the lease script returns it.
@@ -51,6 +53,9 @@ impl RedisBackend {
 #[async_trait]
 impl Queue for RedisBackend {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        if let Some(enqueues) = &self.enqueues {
+            return submit(enqueues, |reply| EnqueueRequest { job, reply }).await;
+        }
         let added: i64 = scripts::ENQUEUE
             .key(self.keys.job(&job.id))
             .key(self.keys.ready())
@@ -106,6 +111,14 @@ impl Queue for RedisBackend {
     }
 
     async fn ack(&self, lease: &Lease) -> Result<()> {
+        if let Some(acks) = &self.acks {
+            return submit(acks, |reply| AckRequest {
+                id: lease.job.id.clone(),
+                token: lease.token.0.clone(),
+                reply,
+            })
+            .await;
+        }
         let keys = [self.keys.job(&lease.job.id), self.keys.leased()];
         let retention = millis(self.config.completed_retention).to_string();
         self.fenced(&scripts::ACK, &keys, lease, &[retention]).await

@@ -216,3 +216,63 @@ return 1
 ",
     )
 });
+
+/// Enqueue many jobs, each unless its id is known. KEYS: ready, scheduled,
+/// then one job key per job. ARGV: id, payload, metadata json, delay ms per
+/// job. Returns 1 (new) or 0 (duplicate) per job, in order; a second job with
+/// the same id in one batch is a duplicate of the first.
+pub(crate) static ENQUEUE_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local results = {}
+for i = 1, #KEYS - 2 do
+  local key = KEYS[2 + i]
+  local base = (i - 1) * 4
+  if redis.call('EXISTS', key) == 1 then
+    results[i] = 0
+  else
+    local delay = tonumber(ARGV[base + 4])
+    local status = 'r'
+    if delay > 0 then status = 's' end
+    redis.call('HSET', key, 'payload', ARGV[base + 2], 'meta', ARGV[base + 3], 'attempt', 0, 'enq', now, 'st', status)
+    if delay > 0 then
+      redis.call('ZADD', KEYS[2], now + delay, ARGV[base + 1])
+    else
+      redis.call('RPUSH', KEYS[1], ARGV[base + 1])
+    end
+    results[i] = 1
+  end
+end
+return results
+",
+    )
+});
+
+/// Ack many leases, each fenced like [`ACK`]. KEYS: leased, then one job key
+/// per lease. ARGV: retention ms, then id and token per lease. Returns 1
+/// (acked) or 0 (lease lost) per lease, in order.
+pub(crate) static ACK_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local results = {}
+for i = 1, #KEYS - 1 do
+  local key = KEYS[1 + i]
+  local id = ARGV[2 * i]
+  local f = redis.call('HMGET', key, 'st', 'tok')
+  local acked = 0
+  if f[1] == 'l' and f[2] == ARGV[2 * i + 1] then
+    local deadline = redis.call('ZSCORE', KEYS[1], id)
+    if deadline and tonumber(deadline) > now then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('HSET', key, 'st', 'c', 'tok', '')
+      redis.call('HDEL', key, 'payload')
+      redis.call('PEXPIRE', key, ARGV[1])
+      acked = 1
+    end
+  end
+  results[i] = acked
+end
+return results
+",
+    )
+});

@@ -10,6 +10,19 @@ async fn redis() -> Backend {
 
 webhook_armor::conformance_tests!(redis);
 
+/// The same suite with every enqueue and ack a script call of its own.
+mod without_group_commit {
+    use webhook_armor::conformance::Backend;
+    use webhook_armor_redis::RedisConfig;
+
+    async fn redis() -> Backend {
+        let config = RedisConfig::new(super::common::unique_prefix("conf1")).group_commit(false);
+        Backend::from_shared(super::common::backend_with(config).await)
+    }
+
+    webhook_armor::conformance_tests!(redis);
+}
+
 mod delivery {
     use std::sync::Arc;
 
