@@ -47,21 +47,6 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// From `WEBHOOK_SECRET`, `STRIPE_WEBHOOK_SECRET`, `GITHUB_WEBHOOK_SECRET`,
-    /// `SLACK_SIGNING_SECRET` and `SHOPIFY_WEBHOOK_SECRET`, generating any that
-    /// is unset.
-    pub fn from_env() -> Self {
-        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let generated = || webhook_armor::deliver::generate_secret();
-        Self {
-            standard: get("WEBHOOK_SECRET").unwrap_or_else(generated),
-            stripe: get("STRIPE_WEBHOOK_SECRET").unwrap_or_else(generated),
-            github: get("GITHUB_WEBHOOK_SECRET").unwrap_or_else(generated),
-            slack: get("SLACK_SIGNING_SECRET").unwrap_or_else(generated),
-            shopify: get("SHOPIFY_WEBHOOK_SECRET").unwrap_or_else(generated),
-        }
-    }
-
     /// Freshly generated secrets for every provider.
     pub fn generated() -> Self {
         let generated = webhook_armor::deliver::generate_secret;
