@@ -176,9 +176,12 @@ where
                         let context = context.clone();
                         let running = running.clone();
                         tasks.spawn(async move {
-                            let token = lease.token.clone();
+                            let entry = RunningEntry {
+                                running,
+                                token: lease.token.clone(),
+                            };
                             context.process(handler, lease).await;
-                            running.lock().expect("poisoned").remove(&token);
+                            entry.finished();
                             drop(permit);
                         });
                     }
@@ -218,6 +221,34 @@ where
                     tracing::warn!(%error, job = %lease.job.id, "could not return lease on shutdown; it returns when the lease expires");
                 }
             }
+        }
+    }
+}
+
+/// A job task's place in the list of running leases.
+///
+/// Removed when the job finishes, and when its handler panics: a panic
+/// abandons the lease like a crashed process would (no ack, no nack; the
+/// queue gives the job out again after the deadline), and the entry must not
+/// linger. A task aborted at shutdown keeps its entry: that list is what
+/// shutdown hands back to the queue.
+struct RunningEntry {
+    running: Arc<Mutex<HashMap<LeaseToken, Lease>>>,
+    token: LeaseToken,
+}
+
+impl RunningEntry {
+    fn finished(self) {
+        self.running.lock().expect("poisoned").remove(&self.token);
+    }
+}
+
+impl Drop for RunningEntry {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(mut running) = self.running.lock()
+        {
+            running.remove(&self.token);
         }
     }
 }

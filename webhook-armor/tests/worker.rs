@@ -434,3 +434,55 @@ async fn deferred_jobs_wait_without_spending_attempts() {
     assert!(started.elapsed() >= Duration::from_secs(50));
     harness.shutdown().await;
 }
+
+/// A handler that panics abandons its lease as a crashed worker would: no
+/// ack, no nack. The worker keeps serving other jobs, and after the lease
+/// deadline the job runs again (attempt 2) and completes.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_abandons_its_lease_and_the_job_runs_again() {
+    let mut harness = Harness::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let calls = calls.clone();
+        tower::service_fn(move |job: Job| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if job.id == "evt_poison" && job.attempt == 1 {
+                    // Unwinds without the panic message in the test output.
+                    std::panic::resume_unwind(Box::new("handler bug"));
+                }
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    harness.start(handler, |w| w.lease_duration(Duration::from_secs(10)));
+    harness
+        .queue
+        .enqueue(NewJob::new("evt_poison", "{}"))
+        .await
+        .unwrap();
+    harness
+        .queue
+        .enqueue(NewJob::new("evt_fine", "{}"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut completed = Vec::new();
+    while completed.len() < 2 {
+        let event = harness.events.next().await.expect("bus open");
+        assert_ne!(event.state, Retrying, "a panic is not a handled failure");
+        if event.state == Completed {
+            completed.push((event.event_id, event.attempt));
+        }
+    }
+    assert_eq!(completed[0], ("evt_fine".to_owned(), Some(1)));
+    assert_eq!(completed[1], ("evt_poison".to_owned(), Some(2)));
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "not before the abandoned lease ran out"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    harness.shutdown().await;
+    let stats = harness.queue.stats().await.unwrap();
+    assert_eq!((stats.leased, stats.ready), (0, 0));
+}
