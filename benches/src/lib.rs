@@ -2,6 +2,20 @@
 
 pub mod server;
 
+/// The JSON body the queue and delivery benches send.
+pub const PAYLOAD: &[u8] = br#"{"type":"invoice.paid","data":{"amount":4200,"currency":"eur"}}"#;
+
+/// `REDIS_URL`, or the local server.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `DATABASE_URL`, or the local PostgreSQL.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
 /// A name unique to this run (nanoseconds since the epoch, in hex), for
 /// Redis prefixes, PostgreSQL schemas and event ids that must not collide
 /// with an earlier run's leftovers.

@@ -49,13 +49,8 @@ impl Target {
             "bare" => Ok(Self::Bare),
             "guard" => Ok(Self::Guard),
             "memory" => Ok(Self::Memory),
-            "redis" => Ok(Self::Redis(
-                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-            )),
-            "postgres" => Ok(Self::Postgres(
-                std::env::var("DATABASE_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-            )),
+            "redis" => Ok(Self::Redis(crate::redis_url())),
+            "postgres" => Ok(Self::Postgres(crate::database_url())),
             other => Err(format!(
                 "unknown target {other:?}: use bare, guard, memory, redis or postgres"
             )),

@@ -31,7 +31,7 @@ use webhook_armor::queue::Queue;
 use webhook_armor::{RetryPolicy, Worker};
 
 const CONCURRENCY: usize = 256;
-const PAYLOAD: &[u8] = br#"{"type":"invoice.paid","data":{"amount":4200,"currency":"eur"}}"#;
+use webhook_armor_benches::PAYLOAD;
 
 #[tokio::main]
 async fn main() {
@@ -58,8 +58,7 @@ async fn main() {
             Arc::new(MemoryAttemptLog::new(100_000)),
         ),
         "redis" => {
-            let url =
-                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let url = webhook_armor_benches::redis_url();
             let config = webhook_armor_redis::RedisConfig::new(format!("bench-delivery-{run}"))
                 .completed_retention(Duration::from_secs(60));
             let redis = webhook_armor_redis::RedisBackend::connect(&url, config)
@@ -70,8 +69,7 @@ async fn main() {
             (redis.clone(), redis.clone(), breaker, redis)
         }
         "postgres" => {
-            let url = std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let url = webhook_armor_benches::database_url();
             let config = webhook_armor_postgres::PostgresConfig::new(format!("bench_{run}"))
                 .max_connections(16);
             let postgres = webhook_armor_postgres::PostgresBackend::connect(&url, config)
@@ -149,12 +147,11 @@ async fn main() {
     );
     if backend == "redis" {
         // The attempt log and endpoints keep no TTL short enough to rely on.
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url = webhook_armor_benches::redis_url();
         webhook_armor_benches::delete_redis_prefix(&url, &format!("bench-delivery-{run}")).await;
     }
     if backend == "postgres" {
-        let url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let url = webhook_armor_benches::database_url();
         if let Ok(pool) = sqlx::PgPool::connect(&url).await {
             let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS bench_{run} CASCADE"))
                 .execute(&pool)

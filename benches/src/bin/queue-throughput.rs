@@ -33,7 +33,7 @@ fn producers() -> usize {
 }
 const WORKERS: usize = 4;
 const BATCH: usize = 256;
-const PAYLOAD: &[u8] = br#"{"type":"invoice.paid","data":{"amount":4200,"currency":"eur"}}"#;
+use webhook_armor_benches::PAYLOAD;
 
 #[tokio::main]
 async fn main() {
@@ -42,7 +42,7 @@ async fn main() {
     let jobs: usize = args
         .next()
         .map_or(100_000, |n| n.parse().expect("job count"));
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = webhook_armor_benches::redis_url();
     let run = webhook_armor_benches::run_id();
 
     let (queue, connections): (Arc<dyn Queue>, Vec<Arc<dyn Queue>>) = match backend.as_str() {
@@ -75,8 +75,7 @@ async fn main() {
             (producer, workers)
         }
         "postgres" | "postgres-unbatched" => {
-            let url = std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let url = webhook_armor_benches::database_url();
             let config = PostgresConfig::new(format!("bench_{run}"))
                 .max_connections(32)
                 .group_commit(backend == "postgres");
@@ -149,8 +148,7 @@ async fn main() {
     }
     if backend.starts_with("postgres") {
         // Leave the database as we found it.
-        let url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let url = webhook_armor_benches::database_url();
         if let Ok(pool) = sqlx::PgPool::connect(&url).await {
             let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS bench_{run} CASCADE"))
                 .execute(&pool)
