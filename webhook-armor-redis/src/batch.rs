@@ -7,7 +7,7 @@
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 use webhook_armor::batch::{AckRequest, EnqueueRequest, spawn_batcher};
-use webhook_armor::queue::Enqueued;
+use webhook_armor::queue::{Enqueued, NewJob};
 use webhook_armor::{Error, Result};
 
 use crate::queue::encode_metadata;
@@ -18,6 +18,80 @@ fn batch_error(error: &redis::RedisError) -> Error {
     Error::Backend(format!("batched Redis call failed: {error}").into())
 }
 
+/// Runs the enqueue script for `jobs`: 1 (new) or 0 (duplicate) per job.
+/// Used for a whole batch, and for one job when group commit is off.
+pub(crate) async fn enqueue_jobs<'a>(
+    connection: &mut ConnectionManager,
+    keys: &Keys,
+    jobs: impl IntoIterator<Item = &'a NewJob>,
+) -> redis::RedisResult<Vec<i64>> {
+    let mut invocation = scripts::ENQUEUE_BATCH.prepare_invoke();
+    invocation.key(keys.ready()).key(keys.scheduled());
+    for job in jobs {
+        invocation
+            .key(keys.job(&job.id))
+            .arg(&job.id)
+            .arg(job.payload.as_ref())
+            .arg(encode_metadata(&job.metadata))
+            .arg(u64::try_from(job.delay.as_millis()).unwrap_or(u64::MAX));
+    }
+    invocation.invoke_async(connection).await
+}
+
+/// Runs the fenced ack script for `(id, token)` pairs: 1 (acked) or 0 (lease
+/// lost) per lease. Used for a whole batch, and for one lease when group
+/// commit is off.
+pub(crate) async fn ack_leases<'a>(
+    connection: &mut ConnectionManager,
+    keys: &Keys,
+    retention_ms: u64,
+    leases: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> redis::RedisResult<Vec<i64>> {
+    let mut invocation = scripts::ACK_BATCH.prepare_invoke();
+    invocation.key(keys.leased()).arg(retention_ms);
+    for (id, token) in leases {
+        invocation.key(keys.job(id)).arg(id).arg(token);
+    }
+    invocation.invoke_async(connection).await
+}
+
+fn enqueued(added: i64) -> Result<Enqueued> {
+    Ok(if added == 1 {
+        Enqueued::New
+    } else {
+        Enqueued::Duplicate
+    })
+}
+
+fn acked(acked: i64) -> Result<()> {
+    if acked == 1 {
+        Ok(())
+    } else {
+        Err(Error::LeaseLost)
+    }
+}
+
+/// The one answer of a single-job call, as its caller's result.
+pub(crate) fn single<T>(
+    outcome: redis::RedisResult<Vec<i64>>,
+    result_of: fn(i64) -> Result<T>,
+) -> Result<T> {
+    match outcome.map_err(|error| batch_error(&error))?.as_slice() {
+        [one] => result_of(*one),
+        other => Err(Error::Backend(
+            format!("Redis answered {} results for one request", other.len()).into(),
+        )),
+    }
+}
+
+pub(crate) fn enqueue_one(outcome: redis::RedisResult<Vec<i64>>) -> Result<Enqueued> {
+    single(outcome, enqueued)
+}
+
+pub(crate) fn ack_one(outcome: redis::RedisResult<Vec<i64>>) -> Result<()> {
+    single(outcome, acked)
+}
+
 pub(crate) fn spawn_enqueuer(
     connection: ConnectionManager,
     keys: Keys,
@@ -25,31 +99,8 @@ pub(crate) fn spawn_enqueuer(
     spawn_batcher(move |batch: Vec<EnqueueRequest>| {
         let (mut connection, keys) = (connection.clone(), keys.clone());
         async move {
-            let mut invocation = scripts::ENQUEUE_BATCH.prepare_invoke();
-            invocation.key(keys.ready()).key(keys.scheduled());
-            for request in &batch {
-                let job = &request.job;
-                invocation
-                    .key(keys.job(&job.id))
-                    .arg(&job.id)
-                    .arg(job.payload.as_ref())
-                    .arg(encode_metadata(&job.metadata))
-                    .arg(u64::try_from(job.delay.as_millis()).unwrap_or(u64::MAX));
-            }
-            let outcome: redis::RedisResult<Vec<i64>> =
-                invocation.invoke_async(&mut connection).await;
-            answer(
-                batch,
-                outcome,
-                |request| request.reply,
-                |added| {
-                    Ok(if added == 1 {
-                        Enqueued::New
-                    } else {
-                        Enqueued::Duplicate
-                    })
-                },
-            );
+            let outcome = enqueue_jobs(&mut connection, &keys, batch.iter().map(|r| &r.job)).await;
+            answer(batch, outcome, |request| request.reply, enqueued);
         }
     })
 }
@@ -62,28 +113,9 @@ pub(crate) fn spawn_acker(
     spawn_batcher(move |batch: Vec<AckRequest>| {
         let (mut connection, keys) = (connection.clone(), keys.clone());
         async move {
-            let mut invocation = scripts::ACK_BATCH.prepare_invoke();
-            invocation.key(keys.leased()).arg(retention_ms);
-            for request in &batch {
-                invocation
-                    .key(keys.job(&request.id))
-                    .arg(&request.id)
-                    .arg(&request.token);
-            }
-            let outcome: redis::RedisResult<Vec<i64>> =
-                invocation.invoke_async(&mut connection).await;
-            answer(
-                batch,
-                outcome,
-                |request| request.reply,
-                |acked| {
-                    if acked == 1 {
-                        Ok(())
-                    } else {
-                        Err(Error::LeaseLost)
-                    }
-                },
-            );
+            let leases = batch.iter().map(|r| (r.id.as_str(), r.token.as_str()));
+            let outcome = ack_leases(&mut connection, &keys, retention_ms, leases).await;
+            answer(batch, outcome, |request| request.reply, acked);
         }
     })
 }

@@ -8,7 +8,7 @@ use webhook_armor::{Error, Result};
 
 use webhook_armor::batch::{AckRequest, EnqueueRequest, submit};
 
-use crate::{RedisBackend, backend, millis, scripts};
+use crate::{RedisBackend, backend, batch, millis, scripts};
 
 /// One leased job as the lease script returns it.
 type LeasedRow = (String, Vec<u8>, String, u32, i64, String, String);
@@ -56,22 +56,8 @@ impl Queue for RedisBackend {
         if let Some(enqueues) = &self.enqueues {
             return submit(enqueues, |reply| EnqueueRequest { job, reply }).await;
         }
-        let added: i64 = scripts::ENQUEUE
-            .key(self.keys.job(&job.id))
-            .key(self.keys.ready())
-            .key(self.keys.scheduled())
-            .arg(&job.id)
-            .arg(job.payload.as_ref())
-            .arg(encode_metadata(&job.metadata))
-            .arg(u64::try_from(job.delay.as_millis()).unwrap_or(u64::MAX))
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(backend)?;
-        Ok(if added == 1 {
-            Enqueued::New
-        } else {
-            Enqueued::Duplicate
-        })
+        let outcome = batch::enqueue_jobs(&mut self.connection(), &self.keys, [&job]).await;
+        batch::enqueue_one(outcome)
     }
 
     async fn lease(&self, max: usize, lease_for: Duration) -> Result<Vec<Lease>> {
@@ -119,9 +105,10 @@ impl Queue for RedisBackend {
             })
             .await;
         }
-        let keys = [self.keys.job(&lease.job.id), self.keys.leased()];
-        let retention = millis(self.config.completed_retention).to_string();
-        self.fenced(&scripts::ACK, &keys, lease, &[retention]).await
+        let retention = millis(self.config.completed_retention);
+        let lease = [(lease.job.id.as_str(), lease.token.0.as_str())];
+        let outcome = batch::ack_leases(&mut self.connection(), &self.keys, retention, lease).await;
+        batch::ack_one(outcome)
     }
 
     async fn nack(&self, lease: &Lease, retry_in: Duration, error: &str) -> Result<()> {

@@ -55,26 +55,6 @@ return 1
     )
 });
 
-/// Enqueue unless the id is known. KEYS: job, ready, scheduled.
-/// ARGV: id, payload, metadata json, delay ms. Returns 1 if new, 0 if duplicate.
-pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local delay = tonumber(ARGV[4])
-local status = 'r'
-if delay > 0 then status = 's' end
-redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'meta', ARGV[3], 'attempt', 0, 'enq', now, 'st', status)
-if delay > 0 then
-  redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
-else
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-end
-return 1
-",
-    )
-});
-
 /// Promote due retries, recover expired leases, lease up to max jobs.
 /// KEYS: ready, scheduled, leased. ARGV: max, lease ms, job key prefix,
 /// then one fresh token per job. Returns {id, payload, meta, attempt, enq, err, token} per job.
@@ -125,19 +105,6 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 fn fenced(body: &str) -> Script {
     script(&format!("{HELD}\n{body}"))
 }
-
-/// Ack. KEYS: job, leased. ARGV: id, token, retention ms.
-pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
-    fenced(
-        r"
-redis.call('HSET', KEYS[1], 'st', 'c', 'tok', '')
--- Only the id is needed to refuse duplicates; drop the body now.
-redis.call('HDEL', KEYS[1], 'payload')
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-",
-    )
-});
 
 /// Nack. KEYS: job, leased, scheduled. ARGV: id, token, delay ms, error.
 pub(crate) static NACK: LazyLock<Script> = LazyLock::new(|| {
@@ -248,7 +215,7 @@ return results
     )
 });
 
-/// Ack many leases, each fenced like [`ACK`]. KEYS: leased, then one job key
+/// Ack many leases, each fenced like [`HELD`]. KEYS: leased, then one job key
 /// per lease. ARGV: retention ms, then id and token per lease. Returns 1
 /// (acked) or 0 (lease lost) per lease, in order.
 pub(crate) static ACK_BATCH: LazyLock<Script> = LazyLock::new(|| {
