@@ -145,19 +145,6 @@ ORDER BY ord
 ON CONFLICT (id) DO NOTHING
 RETURNING id";
 
-/// Fenced ack of a whole batch, logging each attempt; returns the acked ids.
-pub(crate) const ACK_BATCH: &str = "
-WITH input AS (SELECT * FROM unnest($1::text[], $2::text[]) AS t(id, token)),
-done AS (
-    UPDATE jobs j
-    SET status = 'completed', completed_at = now(), payload = '\\x'::bytea,
-        lease_token = NULL, lease_until = NULL
-    FROM input
-    WHERE j.id = input.id AND j.status = 'leased' AND j.lease_token = input.token AND j.lease_until > now()
-    RETURNING j.id, j.attempt, j.leased_at
-),
-logged AS (
-    INSERT INTO attempts (job_id, attempt, outcome, duration_ms)
-    SELECT id, attempt, 'completed', (extract(epoch FROM clock_timestamp() - leased_at) * 1000)::bigint FROM done
-)
-SELECT id FROM done";
+/// Fenced ack of a whole batch (the `ack_jobs` function of migration 0003),
+/// logging each attempt; returns the acked ids.
+pub(crate) const ACK_BATCH: &str = "SELECT ack_jobs FROM ack_jobs($1::text[], $2::text[])";

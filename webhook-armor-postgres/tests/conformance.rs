@@ -26,6 +26,8 @@ mod without_group_commit {
     webhook_armor::conformance_tests!(postgres);
 }
 
+// Outbound delivery's stores exist with the `deliver` feature only.
+#[cfg(feature = "deliver")]
 mod delivery {
     use std::sync::Arc;
 

@@ -23,6 +23,8 @@ mod without_group_commit {
     webhook_armor::conformance_tests!(redis);
 }
 
+// Outbound delivery's stores exist with the `deliver` feature only.
+#[cfg(feature = "deliver")]
 mod delivery {
     use std::sync::Arc;
 
