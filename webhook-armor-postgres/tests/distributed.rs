@@ -163,3 +163,36 @@ async fn crash_test_a_killed_worker_loses_no_job() {
         (2, "completed")
     );
 }
+
+/// The fenced statements match id and token only (not the status), which is
+/// sound because the table refuses a token on a job that is not leased, and
+/// a leased job without one.
+#[tokio::test]
+async fn the_table_refuses_a_lease_token_outside_the_leased_state() {
+    let backend = common::backend("fence").await;
+    backend
+        .enqueue(NewJob::new("evt_fence", &b"{}"[..]))
+        .await
+        .unwrap();
+    let token_while_ready =
+        sqlx::query("UPDATE jobs SET lease_token = 'forged' WHERE id = 'evt_fence'")
+            .execute(backend.pool())
+            .await;
+    let leased_without_token = sqlx::query(
+        "UPDATE jobs SET status = 'leased', lease_until = now() + interval '1 minute'
+         WHERE id = 'evt_fence'",
+    )
+    .execute(backend.pool())
+    .await;
+    for refused in [token_while_ready, leased_without_token] {
+        let error = refused.expect_err("the check constraint refuses the row");
+        assert!(
+            error.to_string().contains("lease_token_only_while_leased"),
+            "{error}"
+        );
+    }
+    // The real lease and ack pass the rule.
+    let lease = backend.lease(1, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(lease.len(), 1);
+    backend.ack(&lease[0]).await.unwrap();
+}
