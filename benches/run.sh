@@ -9,10 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ -n "${QUICK:-}" ]]; then
-    inbound=20000 rss_total=300000 rss_checkpoint=100000 deliveries=10000 pg_deliveries=5000 jobs=20000
+    inbound=20000 rss_total=300000 rss_checkpoint=100000 deliveries=10000 pg_deliveries=5000 jobs=20000 unbatched_jobs=5000
     criterion_args=(--warm-up-time 0.5 --measurement-time 1)
 else
-    inbound=100000 rss_total=1000000 rss_checkpoint=100000 deliveries=50000 pg_deliveries=20000 jobs=100000
+    inbound=100000 rss_total=1000000 rss_checkpoint=100000 deliveries=50000 pg_deliveries=20000 jobs=100000 unbatched_jobs=30000
     criterion_args=(--warm-up-time 1 --measurement-time 3)
 fi
 
@@ -45,6 +45,14 @@ for backend in memory redis postgres; do
     step "queue enqueue+lease+ack $backend ($jobs jobs)"
     "$bin/queue-throughput" "$backend" "$jobs" > "$runs/queue-$backend.json"
 done
+# Group commit grows with the number of concurrent producers (concurrent
+# requests); 64 is the load generator's concurrency above.
+for producers in 64 128; do
+    step "queue enqueue+lease+ack postgres, $producers producers ($jobs jobs)"
+    PRODUCERS=$producers "$bin/queue-throughput" postgres "$jobs" > "$runs/queue-postgres-p$producers.json"
+done
+step "queue enqueue+lease+ack postgres, one transaction per enqueue and per ack ($unbatched_jobs jobs)"
+"$bin/queue-throughput" postgres-unbatched "$unbatched_jobs" > "$runs/queue-postgres-unbatched.json"
 
 step "criterion: verification per scheme next to raw HMAC-SHA256; the layer next to the bare service"
 cargo bench -q -p webhook-armor-benches --bench verify --bench pipeline -- "${criterion_args[@]}" \
