@@ -28,6 +28,7 @@ pub struct HandlerError {
     permanent: bool,
     deferred: bool,
     retry_after: Option<Duration>,
+    attempts_allowed: Option<u32>,
     #[source]
     source: Option<BoxError>,
 }
@@ -40,6 +41,7 @@ impl HandlerError {
             permanent: false,
             deferred: false,
             retry_after: None,
+            attempts_allowed: None,
             source: None,
         }
     }
@@ -72,6 +74,32 @@ impl HandlerError {
     pub fn retry_after(mut self, delay: Duration) -> Self {
         self.retry_after = Some(delay);
         self
+    }
+
+    /// This job may use `attempts` attempts in all, in place of the limit of
+    /// the worker's [`RetryPolicy`](crate::RetryPolicy): for jobs that carry
+    /// their own schedule (an outbound endpoint's retry policy). The handler
+    /// then also chooses the delay, with [`retry_after`](Self::retry_after),
+    /// and the worker's maximum delay does not cap it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webhook_armor::HandlerError;
+    ///
+    /// let failure = HandlerError::retry("receiver answered 503")
+    ///     .retry_after(Duration::from_secs(5))
+    ///     .attempts_allowed(8);
+    /// assert_eq!(failure.allowed_attempts(), Some(8));
+    /// ```
+    #[must_use]
+    pub fn attempts_allowed(mut self, attempts: u32) -> Self {
+        self.attempts_allowed = Some(attempts.max(1));
+        self
+    }
+
+    /// The job's own attempt limit, if the handler gave one.
+    pub fn allowed_attempts(&self) -> Option<u32> {
+        self.attempts_allowed
     }
 
     /// With the underlying error.

@@ -310,15 +310,23 @@ impl JobContext {
             }
             return;
         }
-        if failure.is_permanent() || !self.retry.should_retry(job.attempt) {
+        let attempts_allowed = failure
+            .allowed_attempts()
+            .unwrap_or_else(|| self.retry.max_attempts());
+        if failure.is_permanent() || job.attempt >= attempts_allowed {
             match self.queue.dead_letter(&lease, &reason).await {
                 Ok(()) => self.publish(job, LifecycleState::DeadLettered, Some(reason)),
                 Err(error) => report_lost(&error, job),
             }
         } else {
-            let delay = self
-                .retry
-                .delay_after(job.attempt, failure.requested_delay());
+            // A handler that set the job's own attempt limit owns its
+            // schedule too; otherwise the worker's policy bounds the delay.
+            let delay = match (failure.allowed_attempts(), failure.requested_delay()) {
+                (Some(_), Some(own_schedule)) => own_schedule,
+                _ => self
+                    .retry
+                    .delay_after(job.attempt, failure.requested_delay()),
+            };
             match self.queue.nack(&lease, delay, &reason).await {
                 Ok(()) => self.publish(
                     job,

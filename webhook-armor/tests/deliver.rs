@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use webhook_armor::dead_letter::DeadLetterStore;
 use webhook_armor::deliver::{
     AttemptLog, BreakerConfig, CircuitBreaker, CircuitState, DeliveryClient, DeliveryHandler,
-    Dispatcher, EndpointStore, NewEndpoint, SsrfPolicy,
+    Dispatcher, EndpointRetryPolicy, EndpointStore, EndpointUpdate, NewEndpoint, SsrfPolicy,
 };
 use webhook_armor::events::{EventBus, EventStream, LifecycleState};
 use webhook_armor::memory::{
@@ -255,6 +255,96 @@ async fn two_503s_then_200_is_delivered_on_attempt_3_with_3_attempts_logged() {
         ]
     );
     assert_eq!(sent.deliveries.len(), 1);
+}
+
+/// The worker allows 3 attempts; an endpoint's own policy overrides that
+/// both ways: 5 attempts for a patient one, 1 for one that wants no retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoints_retry_policy_replaces_the_workers() {
+    let mut pipeline = pipeline(local(), BreakerConfig::default(), None);
+    // Enough failures that the breaker (5 in 60 s) stays out of the way:
+    // it counts per endpoint, and each endpoint fails at most 4 times.
+    let patient = receiver(|call, _, _| {
+        if call <= 4 {
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        } else {
+            ok()
+        }
+    })
+    .await;
+    let impatient = receiver(|_, _, _| StatusCode::SERVICE_UNAVAILABLE.into_response()).await;
+    let patient_endpoint = pipeline
+        .endpoints
+        .create(
+            NewEndpoint::new("patient", &patient.url)
+                .event_types(["patient.ping"])
+                .retry_policy(EndpointRetryPolicy::new(5, 20, 100)),
+        )
+        .await
+        .unwrap();
+    pipeline
+        .endpoints
+        .create(
+            NewEndpoint::new("impatient", &impatient.url)
+                .event_types(["impatient.ping"])
+                .retry_policy(EndpointRetryPolicy::new(1, 20, 100)),
+        )
+        .await
+        .unwrap();
+    pipeline
+        .dispatcher
+        .send("msg_patient", "patient.ping", "{}".into(), None)
+        .await
+        .unwrap();
+    pipeline
+        .dispatcher
+        .send("msg_impatient", "impatient.ping", "{}".into(), None)
+        .await
+        .unwrap();
+    let mut finished = pipeline.finished(2).await;
+    finished.sort_by(|a, b| a.0.cmp(&b.0));
+    let states: Vec<LifecycleState> = finished.iter().map(|(_, state)| *state).collect();
+    assert_eq!(
+        states,
+        [LifecycleState::DeadLettered, LifecycleState::Completed],
+        "{finished:?}"
+    );
+    let outcomes = |attempts: Vec<webhook_armor::deliver::DeliveryAttempt>| {
+        attempts
+            .into_iter()
+            .map(|a| (a.attempt, a.outcome))
+            .collect::<Vec<_>>()
+    };
+    let patient_attempts = pipeline.attempts.for_message("msg_patient").await.unwrap();
+    assert_eq!(
+        outcomes(patient_attempts),
+        [
+            (1, "retrying".to_owned()),
+            (2, "retrying".to_owned()),
+            (3, "retrying".to_owned()),
+            (4, "retrying".to_owned()),
+            (5, "delivered".to_owned()),
+        ]
+    );
+    let impatient_attempts = pipeline
+        .attempts
+        .for_message("msg_impatient")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes(impatient_attempts),
+        [(1, "dead_lettered".to_owned())]
+    );
+    assert_eq!(impatient.hits.load(Ordering::SeqCst), 1);
+
+    // Cleared by an update, the endpoint follows the worker's policy again.
+    let update: EndpointUpdate = serde_json::from_str(r#"{"retry": null}"#).unwrap();
+    let cleared = pipeline
+        .endpoints
+        .update(&patient_endpoint.id, update)
+        .await
+        .unwrap();
+    assert_eq!(cleared.retry, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

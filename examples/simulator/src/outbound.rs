@@ -9,7 +9,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use webhook_armor::deliver::{Dispatcher, EndpointStats, EndpointUpdate, NewEndpoint};
+use webhook_armor::deliver::{
+    Dispatcher, EndpointRetryPolicy, EndpointStats, EndpointUpdate, NewEndpoint,
+};
 
 use crate::Simulator;
 use crate::api::{backend_error, error};
@@ -34,6 +36,7 @@ struct CreateEndpoint {
     #[serde(default)]
     event_types: Vec<String>,
     secret: Option<String>,
+    retry: Option<EndpointRetryPolicy>,
 }
 
 async fn create(State(simulator): State<Simulator>, Json(body): Json<CreateEndpoint>) -> Response {
@@ -49,6 +52,9 @@ async fn create(State(simulator): State<Simulator>, Json(body): Json<CreateEndpo
     let mut endpoint = NewEndpoint::new(body.name, body.url).event_types(body.event_types);
     if let Some(secret) = body.secret {
         endpoint = endpoint.secret(secret);
+    }
+    if let Some(retry) = body.retry {
+        endpoint = endpoint.retry_policy(retry);
     }
     match simulator.inner.backends.endpoints.create(endpoint).await {
         Ok(endpoint) => (StatusCode::CREATED, Json(endpoint)).into_response(),

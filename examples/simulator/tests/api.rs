@@ -363,11 +363,17 @@ async fn outbound_messages_reach_a_registered_endpoint_signed() {
     let create = Request::post("/api/endpoints")
         .header("content-type", "application/json")
         .body(Body::from(
-            serde_json::json!({ "name": "crm", "url": url }).to_string(),
+            serde_json::json!({
+                "name": "crm",
+                "url": url,
+                "retry": { "max_attempts": 6, "initial_delay_ms": 1000, "max_delay_ms": 60000 }
+            })
+            .to_string(),
         ))
         .unwrap();
     let (status, endpoint) = json(&simulator, create).await;
     assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(endpoint["retry"]["max_attempts"], 6, "{endpoint}");
     *secret.lock().unwrap() = Some(
         endpoint["secrets"][0]["secret"]
             .as_str()

@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::Error;
 use crate::clock::unix_millis_now;
 use crate::deliver::{
-    AttemptLog, BreakerConfig, CircuitBreaker, CircuitState, DeliveryAttempt, EndpointStore,
-    EndpointUpdate, NewEndpoint, Permit,
+    AttemptLog, BreakerConfig, CircuitBreaker, CircuitState, DeliveryAttempt, EndpointRetryPolicy,
+    EndpointStore, EndpointUpdate, NewEndpoint, Permit,
 };
 
 /// The breaker settings a [`DeliveryBackend`]'s breaker must be built with.
@@ -40,13 +40,23 @@ pub async fn endpoint_store_round_trip(backend: DeliveryBackend) {
         .await
         .unwrap();
     let second = store
-        .create(NewEndpoint::new("crm", "https://crm.example/hooks").secret("whsec_dGVzdA=="))
+        .create(
+            NewEndpoint::new("crm", "https://crm.example/hooks")
+                .secret("whsec_dGVzdA==")
+                .retry_policy(EndpointRetryPolicy::new(8, 1_000, 60_000)),
+        )
         .await
         .unwrap();
     assert!(first.secrets[0].secret.starts_with("whsec_"));
     assert_eq!(second.secrets[0].secret, "whsec_dGVzdA==");
     assert_ne!(first.id, second.id);
+    assert_eq!(first.retry, None);
+    assert_eq!(
+        second.retry,
+        Some(EndpointRetryPolicy::new(8, 1_000, 60_000))
+    );
     assert_eq!(store.get(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get(&second.id).await.unwrap(), Some(second.clone()));
     let ids: Vec<String> = store
         .list()
         .await
@@ -60,12 +70,17 @@ pub async fn endpoint_store_round_trip(backend: DeliveryBackend) {
     let update = EndpointUpdate {
         name: Some("billing-v2".into()),
         active: Some(false),
+        retry: Some(Some(EndpointRetryPolicy::new(2, 500, 500))),
         ..EndpointUpdate::default()
     };
     let updated = store.update(&first.id, update).await.unwrap();
     assert_eq!(
-        (updated.name.as_str(), updated.active),
-        ("billing-v2", false)
+        (updated.name.as_str(), updated.active, updated.retry),
+        (
+            "billing-v2",
+            false,
+            Some(EndpointRetryPolicy::new(2, 500, 500))
+        )
     );
     assert_eq!(store.get(&first.id).await.unwrap().unwrap(), updated);
 

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
 use crate::clock::unix_millis_now;
+use crate::{Result, RetryPolicy};
 
 /// A signing secret of an endpoint; old ones keep signing until they expire.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,52 @@ impl std::fmt::Debug for EndpointSecret {
             .field("secret", &"whsec_…")
             .field("expires_at_ms", &self.expires_at_ms)
             .finish()
+    }
+}
+
+/// An endpoint's own retry schedule, in place of the delivery worker's
+/// [`RetryPolicy`]: exponential backoff with jitter from `initial_delay_ms`,
+/// capped at `max_delay_ms` (a receiver's `Retry-After` too), for at most
+/// `max_attempts` attempts. Attempts deferred by an open circuit do not count.
+///
+/// ```
+/// use webhook_armor::deliver::{EndpointRetryPolicy, NewEndpoint};
+///
+/// // A fragile receiver: 10 attempts, from 30 s apart up to 6 hours apart.
+/// let endpoint = NewEndpoint::new("legacy", "https://legacy.example.com/hooks")
+///     .retry_policy(EndpointRetryPolicy::new(10, 30_000, 6 * 60 * 60 * 1000))
+///     .into_endpoint();
+/// assert_eq!(endpoint.retry.unwrap().max_attempts, 10);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EndpointRetryPolicy {
+    /// Attempts in all, at least 1.
+    pub max_attempts: u32,
+    /// Delay after the first failure, milliseconds; it doubles per attempt.
+    /// Each delay is jittered down by up to half, so retries spread out.
+    pub initial_delay_ms: u64,
+    /// Longest delay, milliseconds.
+    pub max_delay_ms: u64,
+}
+
+impl EndpointRetryPolicy {
+    /// At most `max_attempts`, from `initial_delay_ms` doubling up to `max_delay_ms`.
+    pub fn new(max_attempts: u32, initial_delay_ms: u64, max_delay_ms: u64) -> Self {
+        Self {
+            max_attempts: max_attempts.max(1),
+            initial_delay_ms,
+            max_delay_ms: max_delay_ms.max(initial_delay_ms),
+        }
+    }
+
+    /// The schedule as a [`RetryPolicy`] (jittered).
+    pub fn schedule(&self) -> RetryPolicy {
+        RetryPolicy::default()
+            .with_max_attempts(self.max_attempts)
+            .with_base(Duration::from_millis(self.initial_delay_ms) / 2)
+            .with_max_delay(Duration::from_millis(self.max_delay_ms))
+            .with_jitter(true)
     }
 }
 
@@ -45,6 +91,10 @@ pub struct Endpoint {
     pub active: bool,
     /// When it was registered, Unix ms.
     pub created_at_ms: i64,
+    /// Its own retry schedule; `None` follows the delivery worker's policy.
+    /// (Absent from endpoints stored before it existed, which read as `None`.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<EndpointRetryPolicy>,
 }
 
 impl Endpoint {
@@ -76,6 +126,9 @@ pub struct NewEndpoint {
     pub secret: Option<String>,
     /// Event types; empty for all.
     pub event_types: Vec<String>,
+    /// Its own retry schedule; `None` follows the delivery worker's policy.
+    #[serde(default)]
+    pub retry: Option<EndpointRetryPolicy>,
 }
 
 impl NewEndpoint {
@@ -92,6 +145,13 @@ impl NewEndpoint {
     #[must_use]
     pub fn event_types<I: IntoIterator<Item = S>, S: Into<String>>(mut self, types: I) -> Self {
         self.event_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// With its own retry schedule.
+    #[must_use]
+    pub fn retry_policy(mut self, policy: EndpointRetryPolicy) -> Self {
+        self.retry = Some(policy);
         self
     }
 
@@ -115,6 +175,7 @@ impl NewEndpoint {
             event_types: self.event_types,
             active: true,
             created_at_ms: unix_millis_now(),
+            retry: self.retry,
         }
     }
 }
@@ -131,6 +192,24 @@ pub struct EndpointUpdate {
     pub event_types: Option<Vec<String>>,
     /// Activate or deactivate.
     pub active: Option<bool>,
+    /// A new retry schedule (`Some(Some(..))`), or back to the worker's
+    /// (`Some(None)`, `"retry": null` in JSON).
+    #[serde(
+        default,
+        deserialize_with = "present_even_if_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry: Option<Option<EndpointRetryPolicy>>,
+}
+
+/// A field that is present reads as `Some`, even when it is `null`, so an
+/// update can tell "clear it" from "leave it".
+fn present_even_if_null<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 impl EndpointUpdate {
@@ -147,6 +226,9 @@ impl EndpointUpdate {
         }
         if let Some(active) = self.active {
             endpoint.active = active;
+        }
+        if let Some(retry) = self.retry {
+            endpoint.retry = retry;
         }
     }
 

@@ -138,13 +138,30 @@ impl DeliveryHandler {
             .unwrap_or_else(|| format!("HTTP {status_text}"));
         let (label, result) = match verdict {
             Verdict::Delivered => ("delivered", Ok(())),
-            Verdict::Retry => {
-                let mut error = HandlerError::retry(error_text.clone());
-                if let Some(delay) = outcome.retry_after {
-                    error = error.retry_after(delay);
+            Verdict::Retry => match endpoint.retry.map(|policy| policy.schedule()) {
+                // The endpoint's own schedule replaces the worker's.
+                Some(schedule) if !schedule.should_retry(job.attempt) => (
+                    "dead_lettered",
+                    Err(HandlerError::permanent(format!(
+                        "{error_text} (attempt {} of {}: the endpoint's retry policy is spent)",
+                        job.attempt,
+                        schedule.max_attempts()
+                    ))),
+                ),
+                Some(schedule) => (
+                    "retrying",
+                    Err(HandlerError::retry(error_text.clone())
+                        .retry_after(schedule.delay_after(job.attempt, outcome.retry_after))
+                        .attempts_allowed(schedule.max_attempts())),
+                ),
+                None => {
+                    let mut error = HandlerError::retry(error_text.clone());
+                    if let Some(delay) = outcome.retry_after {
+                        error = error.retry_after(delay);
+                    }
+                    ("retrying", Err(error))
                 }
-                ("retrying", Err(error))
-            }
+            },
             Verdict::Permanent => (
                 "dead_lettered",
                 Err(HandlerError::permanent(error_text.clone())),

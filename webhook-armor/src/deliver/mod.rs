@@ -47,7 +47,8 @@ pub use dispatch::{
     METADATA_KIND, METADATA_MESSAGE,
 };
 pub use endpoint::{
-    Endpoint, EndpointSecret, EndpointStore, EndpointUpdate, NewEndpoint, generate_secret, rotate,
+    Endpoint, EndpointRetryPolicy, EndpointSecret, EndpointStore, EndpointUpdate, NewEndpoint,
+    generate_secret, rotate,
 };
 pub use guard::SsrfPolicy;
 pub use handler::{DeliveryHandler, Verdict, classify};
