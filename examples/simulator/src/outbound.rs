@@ -43,10 +43,10 @@ async fn create(State(simulator): State<Simulator>, Json(body): Json<CreateEndpo
     if body.name.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "name must not be empty");
     }
-    if !body.url.starts_with("http://") {
+    if !(body.url.starts_with("http://") || body.url.starts_with("https://")) {
         return error(
             StatusCode::BAD_REQUEST,
-            "url must be an http:// URL (this client speaks plain http)",
+            "url must be an http:// or https:// URL",
         );
     }
     let mut endpoint = NewEndpoint::new(body.name, body.url).event_types(body.event_types);

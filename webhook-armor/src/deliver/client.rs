@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
@@ -58,13 +59,15 @@ impl tower::Service<Uri> for GuardedConnector {
         let policy = self.policy.clone();
         let timeout = self.connect_timeout;
         Box::pin(async move {
-            if uri.scheme_str() != Some("http") {
-                return Err(
-                    format!("unsupported scheme in {uri} (this client speaks plain http)").into(),
-                );
-            }
+            // TLS, for https, is layered on top of this connection by the
+            // client; the guard sees the same address either way.
+            let default_port = match uri.scheme_str() {
+                Some("http") => 80,
+                Some("https") => 443,
+                _ => return Err(format!("unsupported scheme in {uri} (use http or https)").into()),
+            };
             let host = uri.host().ok_or("URL without host")?.to_owned();
-            let port = uri.port_u16().unwrap_or(80);
+            let port = uri.port_u16().unwrap_or(default_port);
             let literal = host.trim_start_matches('[').trim_end_matches(']');
             let addresses: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
                 Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -110,13 +113,52 @@ pub struct HttpOutcome {
     pub blocked: bool,
 }
 
-/// POSTs deliveries: no redirects followed, connect and total timeouts, the
-/// response body read up to a cap and then dropped.
-#[derive(Debug, Clone)]
+/// POSTs deliveries over http or https: no redirects followed, connect and
+/// total timeouts, the response body read up to a cap and then dropped.
+///
+/// https uses rustls with Mozilla's root certificates built in (no system
+/// CA bundle needed); [`with_tls_config`](Self::with_tls_config) sets your own,
+/// such as a private CA's roots.
+#[derive(Clone)]
 pub struct DeliveryClient {
-    client: Client<GuardedConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
+    connector: GuardedConnector,
     total_timeout: Duration,
     max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for DeliveryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryClient")
+            .field("connector", &self.connector)
+            .field("total_timeout", &self.total_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// rustls on ring with Mozilla's roots: what an https endpoint on the public
+/// internet is checked against by default.
+fn default_tls_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_webpki_roots()
+        .with_no_client_auth()
+}
+
+fn pooled_client(
+    connector: GuardedConnector,
+    tls: rustls::ClientConfig,
+) -> Client<HttpsConnector<GuardedConnector>, Full<Bytes>> {
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https)
 }
 
 impl DeliveryClient {
@@ -138,14 +180,38 @@ impl DeliveryClient {
         total_timeout: Duration,
         max_response_bytes: usize,
     ) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(GuardedConnector::new(policy, connect_timeout));
+        let connector = GuardedConnector::new(policy, connect_timeout);
         Self {
-            client,
+            client: pooled_client(connector.clone(), default_tls_config()),
+            connector,
             total_timeout,
             max_response_bytes,
         }
+    }
+
+    /// Verifies https endpoints with `config` instead of Mozilla's roots
+    /// (its ALPN protocols are replaced by HTTP/1.1).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use webhook_armor::deliver::{DeliveryClient, SsrfPolicy};
+    ///
+    /// // Trust only a private CA (its certificates added to `roots`).
+    /// let roots = rustls::RootCertStore::empty();
+    /// let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+    ///     rustls::crypto::ring::default_provider(),
+    /// ))
+    /// .with_safe_default_protocol_versions()
+    /// .unwrap()
+    /// .with_root_certificates(roots)
+    /// .with_no_client_auth();
+    /// let client = DeliveryClient::new(SsrfPolicy::default()).with_tls_config(tls);
+    /// # let _ = client;
+    /// ```
+    #[must_use]
+    pub fn with_tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.client = pooled_client(self.connector.clone(), config);
+        self
     }
 
     /// POSTs `body` with `headers` to `url`.
