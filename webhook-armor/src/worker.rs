@@ -15,6 +15,9 @@ use crate::queue::{Job, Lease, LeaseToken, Queue};
 use crate::retry::RetryPolicy;
 use crate::{BoxError, Error};
 
+/// The longest a worker with few free slots waits for more before leasing.
+const LEASE_COALESCING: Duration = Duration::from_millis(2);
+
 /// Runs a handler over a [`Queue`]'s jobs.
 ///
 /// The handler is any `tower::Service<Job, Response = ()>`, so timeouts, rate
@@ -140,7 +143,9 @@ where
         let mut backend_backoff = Duration::from_millis(100);
         tokio::pin!(shutdown);
 
-        loop {
+        // Below this many free slots, wait a moment for more to free up.
+        let refill_at = (self.batch_size.min(self.concurrency) / 4).max(1);
+        'run: loop {
             while tasks.try_join_next().is_some() {}
             let free = permits.available_permits();
             if free == 0 {
@@ -149,6 +154,27 @@ where
                     _ = tasks.join_next() => continue,
                 }
             }
+            if free < refill_at && !tasks.is_empty() {
+                // Jobs finish one by one; leasing after each would cost a
+                // lease call (a database function, a script) per job. Let a
+                // few more finish, within a bound that a slow handler never
+                // notices, and take them in one call.
+                let window = tokio::time::sleep(LEASE_COALESCING);
+                tokio::pin!(window);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'run,
+                        () = &mut window => break,
+                        joined = tasks.join_next() => {
+                            if joined.is_none() || permits.available_permits() >= refill_at {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            let free = permits.available_permits();
             let leased = tokio::select! {
                 biased;
                 () = &mut shutdown => break,

@@ -486,3 +486,114 @@ async fn a_panicking_handler_abandons_its_lease_and_the_job_runs_again() {
     let stats = harness.queue.stats().await.unwrap();
     assert_eq!((stats.leased, stats.ready), (0, 0));
 }
+
+/// A queue that counts the lease calls that returned jobs.
+#[derive(Debug)]
+struct CountingLeases {
+    inner: MemoryQueue,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Queue for CountingLeases {
+    async fn enqueue(&self, job: NewJob) -> webhook_armor::Result<webhook_armor::queue::Enqueued> {
+        self.inner.enqueue(job).await
+    }
+    async fn lease(
+        &self,
+        max: usize,
+        lease_for: Duration,
+    ) -> webhook_armor::Result<Vec<webhook_armor::queue::Lease>> {
+        let leased = self.inner.lease(max, lease_for).await?;
+        if !leased.is_empty() {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(leased)
+    }
+    async fn ack(&self, lease: &webhook_armor::queue::Lease) -> webhook_armor::Result<()> {
+        self.inner.ack(lease).await
+    }
+    async fn nack(
+        &self,
+        lease: &webhook_armor::queue::Lease,
+        retry_in: Duration,
+        error: &str,
+    ) -> webhook_armor::Result<()> {
+        self.inner.nack(lease, retry_in, error).await
+    }
+    async fn defer(
+        &self,
+        lease: &webhook_armor::queue::Lease,
+        delay: Duration,
+    ) -> webhook_armor::Result<()> {
+        self.inner.defer(lease, delay).await
+    }
+    async fn dead_letter(
+        &self,
+        lease: &webhook_armor::queue::Lease,
+        reason: &str,
+    ) -> webhook_armor::Result<()> {
+        self.inner.dead_letter(lease, reason).await
+    }
+    async fn stats(&self) -> webhook_armor::Result<webhook_armor::queue::QueueStats> {
+        self.inner.stats().await
+    }
+    async fn wait_for_work(&self, timeout: Duration) {
+        self.inner.wait_for_work(timeout).await;
+    }
+}
+
+/// Jobs that finish one at a time are not leased one at a time: the worker
+/// lets a few more slots free up, so a lease call (a database round trip in
+/// a real backend) takes many jobs. On the real clock: the paused clock's
+/// millisecond ticks would finish jobs in crowds, not one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_finishing_one_by_one_are_leased_in_batches() {
+    const JOBS: usize = 2_000;
+    let queue = Arc::new(CountingLeases {
+        inner: MemoryQueue::new(),
+        calls: Default::default(),
+    });
+    for i in 0..JOBS {
+        queue
+            .enqueue(NewJob::new(format!("evt_{i}"), &b"{}"[..]))
+            .await
+            .unwrap();
+    }
+    let done = Arc::new(AtomicU32::new(0));
+    let counter = done.clone();
+    // Handlers of different lengths, so jobs finish one by one.
+    let handler = tower::service_fn(move |job: Job| {
+        let counter = counter.clone();
+        async move {
+            let n: u64 = job.id.trim_start_matches("evt_").parse().unwrap();
+            // Busy for 0-2 ms, so they finish at scattered instants.
+            let busy = Duration::from_micros(50 * (n % 41));
+            let started = std::time::Instant::now();
+            while started.elapsed() < busy {
+                tokio::task::yield_now().await;
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::new(queue.clone(), handler)
+            .concurrency(64)
+            .batch_size(64)
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    while done.load(Ordering::SeqCst) < JOBS as u32 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let _ = stop.send(());
+    worker.await.unwrap();
+
+    let calls = queue.calls.load(Ordering::SeqCst);
+    // 2,000 jobs at 64 per call would be 32 calls; leasing per finished job
+    // would be close to 2,000. At least 16 jobs per call on average.
+    assert!(calls <= JOBS / 16, "{calls} lease calls for {JOBS} jobs");
+}

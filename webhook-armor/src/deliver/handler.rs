@@ -125,7 +125,13 @@ impl DeliveryHandler {
         // Only failures that say "the receiver is unwell" trip the breaker; a
         // 400 is about this message, not about the endpoint's health.
         let healthy = !matches!(verdict, Verdict::Retry);
-        if let Err(error) = self.breaker.record(&endpoint.id, healthy).await {
+        // A healthy answer to an ordinary delivery changes no circuit: a
+        // closed one stays closed, and an open or half-open one is for its
+        // probe to close (a straggler's success says little about now). So
+        // only probes and failures are recorded: one store round trip less
+        // per healthy delivery.
+        let worth_recording = !healthy || permit == Permit::Probe;
+        if worth_recording && let Err(error) = self.breaker.record(&endpoint.id, healthy).await {
             tracing::warn!(%error, endpoint = %endpoint.id, "could not record circuit outcome");
         }
         let status_text = outcome
