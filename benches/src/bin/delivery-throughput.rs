@@ -8,7 +8,8 @@
 //!
 //! N signed messages are fanned out to one endpoint and delivered by a worker
 //! (queue, breaker, attempt log, Standard Webhooks signing, SSRF-guarded
-//! client). The baseline, in the same run, POSTs the same number of unsigned
+//! client). Redis and PostgreSQL read endpoints through a
+//! `CachedEndpointStore` (1 s). The baseline, in the same run, POSTs the same number of unsigned
 //! bodies straight through a hyper client at the same concurrency: the
 //! receiver's and the loopback's own cost.
 
@@ -21,8 +22,8 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use webhook_armor::deliver::{
-    AttemptLog, BreakerConfig, CircuitBreaker, DeliveryClient, DeliveryHandler, Dispatcher,
-    EndpointStore, NewEndpoint, SsrfPolicy,
+    AttemptLog, BreakerConfig, CachedEndpointStore, CircuitBreaker, DeliveryClient,
+    DeliveryHandler, Dispatcher, EndpointStore, NewEndpoint, SsrfPolicy,
 };
 use webhook_armor::memory::{
     MemoryAttemptLog, MemoryCircuitBreaker, MemoryEndpointStore, MemoryQueue,
@@ -31,6 +32,9 @@ use webhook_armor::queue::Queue;
 use webhook_armor::{RetryPolicy, Worker};
 
 const CONCURRENCY: usize = 256;
+/// Shared backends read endpoints through a cache, as a deployment would:
+/// other processes' endpoint changes show within this long.
+const ENDPOINT_TTL: Duration = Duration::from_secs(1);
 use webhook_armor_benches::PAYLOAD;
 
 #[tokio::main]
@@ -65,8 +69,9 @@ async fn main() {
                 .await
                 .expect("Redis reachable");
             let breaker = Arc::new(redis.circuit_breaker(BreakerConfig::default()));
+            let endpoints = Arc::new(CachedEndpointStore::new(redis.clone(), ENDPOINT_TTL));
             let redis = Arc::new(redis);
-            (redis.clone(), redis.clone(), breaker, redis)
+            (redis.clone(), endpoints, breaker, redis)
         }
         "postgres" => {
             let url = webhook_armor_benches::database_url();
@@ -76,8 +81,9 @@ async fn main() {
                 .await
                 .expect("PostgreSQL reachable");
             let breaker = Arc::new(postgres.circuit_breaker(BreakerConfig::default()));
+            let endpoints = Arc::new(CachedEndpointStore::new(postgres.clone(), ENDPOINT_TTL));
             let postgres = Arc::new(postgres);
-            (postgres.clone(), postgres.clone(), breaker, postgres)
+            (postgres.clone(), endpoints, breaker, postgres)
         }
         other => panic!("unknown backend {other}; use memory, redis or postgres"),
     };

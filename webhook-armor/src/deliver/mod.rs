@@ -29,6 +29,7 @@
 
 mod attempts;
 mod breaker;
+mod cache;
 mod client;
 mod dispatch;
 mod endpoint;
@@ -41,6 +42,7 @@ pub use breaker::{
     BreakerConfig, Circuit, CircuitBreaker, CircuitState, CircuitStep, CircuitStore, Permit,
     SharedCircuitBreaker, StepAnswer,
 };
+pub use cache::CachedEndpointStore;
 pub use client::{BlockedAddress, DeliveryClient, GuardedConnector, HttpOutcome};
 pub use dispatch::{
     Delivery, Dispatched, Dispatcher, KIND_DELIVERY, METADATA_ENDPOINT, METADATA_EVENT_TYPE,
