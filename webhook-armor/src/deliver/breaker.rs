@@ -1,10 +1,12 @@
 //! A circuit breaker per endpoint, so a receiver that is down is left alone.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::Result;
 
@@ -130,16 +132,90 @@ pub trait CircuitStore: Send + Sync + std::fmt::Debug + 'static {
 
 /// A [`CircuitBreaker`] whose circuits live in a [`CircuitStore`], so every
 /// worker of every process agrees on them.
+///
+/// Concurrent acquires for one endpoint share one store call (single
+/// flight): when a batch of deliveries to the same endpoint start together,
+/// the first asks the store and the others take its answer, if that answer
+/// changed nothing (`Allowed` on a closed circuit, `Wait` on an open one).
+/// If it was the one `Probe` of a half-open circuit, the others ask the store
+/// themselves and are told to wait. A shared answer is at most one round trip
+/// old, as if those deliveries had started a moment earlier.
 #[derive(Debug, Clone)]
 pub struct SharedCircuitBreaker<S> {
     store: S,
     config: BreakerConfig,
+    in_flight: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<Shared>>>>>,
+}
+
+/// What an acquire in flight hands the acquires that joined it.
+#[derive(Debug)]
+enum Shared {
+    /// The same permit: the circuit did not change.
+    Permit(Permit),
+    /// Ask the store yourself (the answer was a probe, or an error).
+    AskYourself,
 }
 
 impl<S> SharedCircuitBreaker<S> {
     /// Breakers with `config` over `store`.
     pub fn new(store: S, config: BreakerConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            in_flight: Arc::default(),
+        }
+    }
+}
+
+/// The leader's hold on an endpoint's flight: on drop (also if the leader's
+/// future is cancelled) the flight ends, and followers not yet answered ask
+/// the store themselves, so nobody waits on an acquire that will not finish.
+struct Flight<'a> {
+    in_flight: &'a Mutex<HashMap<String, Vec<oneshot::Sender<Shared>>>>,
+    endpoint: &'a str,
+    landed: bool,
+}
+
+impl Flight<'_> {
+    fn land(mut self, answer: &Result<Permit>) {
+        self.landed = true;
+        let followers = self
+            .in_flight
+            .lock()
+            .expect("poisoned")
+            .remove(self.endpoint)
+            .unwrap_or_default();
+        for follower in followers {
+            let shared = match answer {
+                Ok(permit @ (Permit::Allowed | Permit::Wait(_))) => Shared::Permit(*permit),
+                Ok(Permit::Probe) | Err(_) => Shared::AskYourself,
+            };
+            let _ = follower.send(shared);
+        }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        // Only on cancellation: after `land`, the entry may be a new flight's.
+        if !self.landed
+            && let Ok(mut in_flight) = self.in_flight.lock()
+        {
+            in_flight.remove(self.endpoint);
+        }
+    }
+}
+
+impl<S: CircuitStore> SharedCircuitBreaker<S> {
+    async fn acquire_from_store(&self, endpoint: &str) -> Result<Permit> {
+        match self
+            .store
+            .apply(endpoint, CircuitStep::Acquire, &self.config)
+            .await?
+        {
+            StepAnswer::Permit(permit) => Ok(permit),
+            other => Err(unexpected(other)),
+        }
     }
 }
 
@@ -150,14 +226,35 @@ fn unexpected(answer: StepAnswer) -> crate::Error {
 #[async_trait]
 impl<S: CircuitStore> CircuitBreaker for SharedCircuitBreaker<S> {
     async fn acquire(&self, endpoint: &str) -> Result<Permit> {
-        match self
-            .store
-            .apply(endpoint, CircuitStep::Acquire, &self.config)
-            .await?
-        {
-            StepAnswer::Permit(permit) => Ok(permit),
-            other => Err(unexpected(other)),
+        let joined = {
+            let mut in_flight = self.in_flight.lock().expect("poisoned");
+            match in_flight.get_mut(endpoint) {
+                Some(followers) => {
+                    let (answer, shared) = oneshot::channel();
+                    followers.push(answer);
+                    Some(shared)
+                }
+                None => {
+                    in_flight.insert(endpoint.to_owned(), Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(shared) = joined {
+            return match shared.await {
+                Ok(Shared::Permit(permit)) => Ok(permit),
+                // A probe went to the leader, its call failed, or it was cancelled.
+                Ok(Shared::AskYourself) | Err(_) => self.acquire_from_store(endpoint).await,
+            };
         }
+        let flight = Flight {
+            in_flight: &self.in_flight,
+            endpoint,
+            landed: false,
+        };
+        let answer = self.acquire_from_store(endpoint).await;
+        flight.land(&answer);
+        answer
     }
 
     async fn record(&self, endpoint: &str, success: bool) -> Result<()> {
@@ -281,5 +378,110 @@ impl Circuit {
             self.failures.clear();
             self.open_until = Some(now.saturating_add(ms(config.cool_down)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Circuits in a map, each call slow like a round trip, and counted.
+    #[derive(Debug, Default)]
+    struct SlowStore {
+        circuits: Mutex<HashMap<String, Circuit>>,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl CircuitStore for Arc<SlowStore> {
+        async fn apply(
+            &self,
+            endpoint: &str,
+            step: CircuitStep,
+            config: &BreakerConfig,
+        ) -> Result<StepAnswer> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = 1_000; // a fixed clock: these tests are about sharing, not time
+            let mut circuits = self.circuits.lock().unwrap();
+            let circuit = circuits.entry(endpoint.to_owned()).or_default();
+            Ok(circuit.apply(step, now, config))
+        }
+    }
+
+    async fn race(breaker: &SharedCircuitBreaker<Arc<SlowStore>>, endpoint: &str) -> Vec<Permit> {
+        let racers: Vec<_> = (0..50)
+            .map(|_| {
+                let (breaker, endpoint) = (breaker.clone(), endpoint.to_owned());
+                tokio::spawn(async move { breaker.acquire(&endpoint).await.unwrap() })
+            })
+            .collect();
+        let mut permits = Vec::new();
+        for racer in racers {
+            permits.push(racer.await.unwrap());
+        }
+        permits
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_acquires_share_one_store_call_but_never_a_probe() {
+        let store = Arc::new(SlowStore::default());
+        let config = BreakerConfig {
+            cool_down: Duration::ZERO,
+            ..BreakerConfig::default()
+        };
+        let breaker = SharedCircuitBreaker::new(store.clone(), config);
+
+        // Closed: 50 deliveries starting together ask the store once.
+        let permits = race(&breaker, "ep_1").await;
+        assert!(permits.iter().all(|p| *p == Permit::Allowed));
+        assert_eq!(store.calls.swap(0, Ordering::SeqCst), 1);
+
+        // Half open (opened, no cool-down): exactly one probe; the others
+        // asked the store themselves and were told to wait.
+        store.circuits.lock().unwrap().insert(
+            "ep_1".into(),
+            Circuit {
+                open_until: Some(0),
+                ..Circuit::default()
+            },
+        );
+        let permits = race(&breaker, "ep_1").await;
+        let probes = permits.iter().filter(|p| **p == Permit::Probe).count();
+        assert_eq!(probes, 1, "{permits:?}");
+        assert!(
+            permits
+                .iter()
+                .all(|p| matches!(p, Permit::Probe | Permit::Wait(_)))
+        );
+        assert_eq!(store.calls.load(Ordering::SeqCst), 50);
+        assert!(breaker.in_flight.lock().unwrap().is_empty());
+    }
+
+    /// A leader whose future is dropped mid-call does not strand the others.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_acquire_does_not_strand_the_ones_that_joined_it() {
+        let store = Arc::new(SlowStore::default());
+        let breaker = SharedCircuitBreaker::new(store.clone(), BreakerConfig::default());
+        let leader = {
+            let breaker = breaker.clone();
+            tokio::spawn(async move { breaker.acquire("ep_1").await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let follower = {
+            let breaker = breaker.clone();
+            tokio::spawn(async move { breaker.acquire("ep_1").await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        leader.abort();
+        assert_eq!(follower.await.unwrap().unwrap(), Permit::Allowed);
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            2,
+            "the follower asked itself"
+        );
+        assert!(breaker.in_flight.lock().unwrap().is_empty());
     }
 }
