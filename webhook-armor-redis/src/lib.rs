@@ -24,7 +24,7 @@
 //! - One multiplexed connection (redis's `ConnectionManager`) carries every
 //!   command; concurrent calls pipeline on it, and it reconnects by itself.
 //!   While Redis is unreachable every call fails with
-//!   [`Error::Backend`](webhook_armor::Error::Backend) and nothing is assumed.
+//!   [`Error::Backend`] and nothing is assumed.
 //!
 //! # Redis Cluster and failover
 //! Every key of one pipeline starts with `{prefix}`, a hash tag, so all of them

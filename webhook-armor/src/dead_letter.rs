@@ -183,7 +183,7 @@ pub trait DeadLetterStore: Send + Sync + std::fmt::Debug + 'static {
     async fn get(&self, id: &str) -> Result<Option<DeadLetter>>;
 
     /// Puts a pending dead letter's job back on the queue with fresh attempts.
-    /// Fails with [`Error::NotFound`](crate::Error::NotFound) for an unknown id.
+    /// Fails with [`Error::NotFound`] for an unknown id.
     async fn replay(&self, id: &str) -> Result<Replayed>;
 
     /// Replays every pending dead letter matching `filter`; returns how many.
@@ -211,6 +211,6 @@ pub trait DeadLetterStore: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Deletes a dead letter for good.
-    /// Fails with [`Error::NotFound`](crate::Error::NotFound) for an unknown id.
+    /// Fails with [`Error::NotFound`] for an unknown id.
     async fn discard(&self, id: &str) -> Result<()>;
 }

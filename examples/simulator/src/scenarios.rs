@@ -98,7 +98,7 @@ impl Simulator {
         report.event_ids.push(id);
     }
 
-    /// Runs scenario `name` (see [`SCENARIOS`]); `count` sizes the campaign blast.
+    /// Runs scenario `name` (one of `SCENARIOS`); `count` sizes the campaign blast.
     pub async fn run_scenario(&self, name: &str, count: usize) -> Option<Report> {
         let secret = self.secrets().standard.clone();
         let mut report = Report {
