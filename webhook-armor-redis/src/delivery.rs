@@ -10,7 +10,7 @@ use webhook_armor::deliver::{
 };
 use webhook_armor::{Error, Result};
 
-use crate::{RedisBackend, backend};
+use crate::{Keys, RedisBackend, backend};
 
 /// Attempts kept per endpoint (the newest).
 const ATTEMPTS_PER_ENDPOINT: isize = 10_000;
@@ -268,28 +268,64 @@ impl CircuitStore for RedisBackend {
     }
 }
 
-#[async_trait]
-impl AttemptLog for RedisBackend {
-    async fn record(&self, attempt: DeliveryAttempt) -> Result<()> {
-        let json = serde_json::to_string(&attempt).expect("attempts serialise");
-        let by_message = format!("{}:attempts:msg:{}", self.keys.tag, attempt.message_id);
-        let by_endpoint = format!("{}:attempts:ep:{}", self.keys.tag, attempt.endpoint_id);
-        redis::pipe()
-            .atomic()
-            .rpush(&by_message, &json)
+/// One attempt waiting for its batch, and who to tell when it is stored.
+pub(crate) type AttemptRequest = (DeliveryAttempt, tokio::sync::oneshot::Sender<Result<()>>);
+
+/// Appends `attempts` to their message's and endpoint's lists in one
+/// MULTI/EXEC round trip; used for a batch, and for one attempt when group
+/// commit is off.
+async fn append_attempts<'a>(
+    connection: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    attempts: impl IntoIterator<Item = &'a DeliveryAttempt>,
+) -> redis::RedisResult<()> {
+    let retention = i64::try_from(ATTEMPT_RETENTION.as_secs()).unwrap_or(i64::MAX);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for attempt in attempts {
+        let json = serde_json::to_string(attempt).expect("attempts serialise");
+        let by_message = format!("{}:attempts:msg:{}", keys.tag, attempt.message_id);
+        let by_endpoint = format!("{}:attempts:ep:{}", keys.tag, attempt.endpoint_id);
+        pipe.rpush(&by_message, &json)
             .ignore()
-            .expire(
-                &by_message,
-                i64::try_from(ATTEMPT_RETENTION.as_secs()).unwrap_or(i64::MAX),
-            )
+            .expire(&by_message, retention)
             .ignore()
             .rpush(&by_endpoint, &json)
             .ignore()
             .ltrim(&by_endpoint, -ATTEMPTS_PER_ENDPOINT, -1)
-            .ignore()
-            .query_async::<()>(&mut self.connection())
-            .await
-            .map_err(backend)
+            .ignore();
+    }
+    pipe.query_async::<()>(connection).await
+}
+
+/// Group commit for the attempt log: concurrent attempts share one round trip.
+pub(crate) fn spawn_attempt_logger(
+    connection: redis::aio::ConnectionManager,
+    keys: Keys,
+) -> tokio::sync::mpsc::Sender<AttemptRequest> {
+    webhook_armor::batch::spawn_batcher(move |batch: Vec<AttemptRequest>| {
+        let (mut connection, keys) = (connection.clone(), keys.clone());
+        async move {
+            let stored =
+                append_attempts(&mut connection, &keys, batch.iter().map(|(a, _)| a)).await;
+            for (_, reply) in batch {
+                let _ = reply.send(stored.as_ref().map(|()| ()).map_err(|error| {
+                    Error::Backend(format!("attempt log append failed: {error}").into())
+                }));
+            }
+        }
+    })
+}
+
+#[async_trait]
+impl AttemptLog for RedisBackend {
+    async fn record(&self, attempt: DeliveryAttempt) -> Result<()> {
+        let Some(logger) = &self.attempts else {
+            return append_attempts(&mut self.connection(), &self.keys, [&attempt])
+                .await
+                .map_err(backend);
+        };
+        webhook_armor::batch::submit(logger, |reply| (attempt, reply)).await
     }
 
     async fn for_message(&self, message_id: &str) -> Result<Vec<DeliveryAttempt>> {

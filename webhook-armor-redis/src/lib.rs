@@ -163,6 +163,9 @@ pub struct RedisBackend {
     /// Group commit of enqueues and acks, when on.
     enqueues: Option<mpsc::Sender<webhook_armor::batch::EnqueueRequest>>,
     acks: Option<mpsc::Sender<webhook_armor::batch::AckRequest>>,
+    /// Group commit of delivery attempts, when on.
+    #[cfg(feature = "deliver")]
+    attempts: Option<mpsc::Sender<delivery::AttemptRequest>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -199,6 +202,10 @@ impl RedisBackend {
         } else {
             (None, None)
         };
+        #[cfg(feature = "deliver")]
+        let attempts = config
+            .group_commit
+            .then(|| delivery::spawn_attempt_logger(connection.clone(), keys.clone()));
         Ok(Self {
             client,
             connection,
@@ -207,6 +214,8 @@ impl RedisBackend {
             outgoing_events,
             enqueues,
             acks,
+            #[cfg(feature = "deliver")]
+            attempts,
         })
     }
 

@@ -30,8 +30,7 @@ mod delivery {
 
     use webhook_armor::conformance::{CONFORMANCE_BREAKER, DeliveryBackend};
 
-    async fn redis() -> DeliveryBackend {
-        let backend = super::common::backend("delivery").await;
+    fn stores(backend: webhook_armor_redis::RedisBackend) -> DeliveryBackend {
         DeliveryBackend {
             breaker: Arc::new(backend.circuit_breaker(CONFORMANCE_BREAKER)),
             endpoints: Arc::new(backend.clone()),
@@ -39,5 +38,23 @@ mod delivery {
         }
     }
 
+    async fn redis() -> DeliveryBackend {
+        stores(super::common::backend("delivery").await)
+    }
+
     webhook_armor::delivery_conformance_tests!(redis);
+
+    /// Each attempt appended on its own rather than in batches.
+    mod without_group_commit {
+        use webhook_armor::conformance::DeliveryBackend;
+        use webhook_armor_redis::RedisConfig;
+
+        async fn redis() -> DeliveryBackend {
+            let config = RedisConfig::new(super::super::common::unique_prefix("delivery1"))
+                .group_commit(false);
+            super::stores(super::super::common::backend_with(config).await)
+        }
+
+        webhook_armor::delivery_conformance_tests!(redis);
+    }
 }
