@@ -309,9 +309,12 @@ pub(crate) fn spawn_attempt_logger(
             let stored =
                 append_attempts(&mut connection, &keys, batch.iter().map(|(a, _)| a)).await;
             for (_, reply) in batch {
-                let _ = reply.send(stored.as_ref().map(|()| ()).map_err(|error| {
-                    Error::Backend(format!("attempt log append failed: {error}").into())
-                }));
+                let _ = reply.send(match &stored {
+                    Ok(()) => Ok(()),
+                    Err(error) => Err(Error::Backend(
+                        format!("attempt log append failed: {error}").into(),
+                    )),
+                });
             }
         }
     })
