@@ -68,7 +68,10 @@ pub struct Job {
     pub attempt: u32,
     /// When the job was first enqueued, Unix milliseconds.
     pub enqueued_at_ms: i64,
-    /// The error of the last failed attempt, if any.
+    /// The error of the last failed attempt, if any. A job replayed from the
+    /// dead letters starts again at attempt 1 with its dead-letter reason
+    /// here, so a handler can tell a replay (attempt 1 with an error) from a
+    /// first delivery; the conformance suite holds every backend to it.
     pub last_error: Option<String>,
 }
 

@@ -74,6 +74,11 @@ pub async fn replay_requeues_once(backend: Backend) {
     let leases = backend.queue.lease(10, LONG_LEASE).await.unwrap();
     assert_eq!(leases.len(), 1, "queued exactly once");
     assert_eq!(leases[0].job.attempt, 1, "fresh attempts");
+    assert_eq!(
+        leases[0].job.last_error.as_deref(),
+        Some("boom"),
+        "a replayed job carries why it was dead-lettered, so a handler can tell a replay"
+    );
     assert_eq!(&leases[0].job.payload[..], b"body job-1");
     let letter = backend
         .dead_letters
