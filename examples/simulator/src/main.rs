@@ -5,6 +5,11 @@
 use clap::{Parser, ValueEnum};
 use webhook_armor_simulator::{Backends, PROVIDERS, Secrets, Simulator};
 
+/// mimalloc, as we recommend for a service on webhook-armor: glibc's malloc
+/// cost a busy pipeline much of its time in the benches (see the README).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Role {
     /// The API, the dashboard and the workers in one process.
