@@ -196,3 +196,35 @@ async fn the_table_refuses_a_lease_token_outside_the_leased_state() {
     assert_eq!(lease.len(), 1);
     backend.ack(&lease[0]).await.unwrap();
 }
+
+/// Every key the pipeline looks rows up by is compared as bytes (migration
+/// 0004): under a language collation each index comparison on the hot path
+/// went through strcoll. A table or column added later without `COLLATE "C"`
+/// fails here.
+#[tokio::test]
+async fn every_text_key_column_compares_as_bytes() {
+    let backend = common::backend("collation").await;
+    let keyed: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT c.relname::text, a.attname::text, co.collname::text
+         FROM pg_index i
+         JOIN pg_class c ON c.oid = i.indrelid
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+         LEFT JOIN pg_collation co ON co.oid = a.attcollation
+         WHERE c.relnamespace = $1::regnamespace AND a.atttypid = 'text'::regtype
+           AND c.relname <> '_sqlx_migrations'",
+    )
+    .bind(backend.schema())
+    .fetch_all(backend.pool())
+    .await
+    .unwrap();
+    // jobs, attempts, dead_letters, idempotency_keys, endpoints, circuits,
+    // delivery_attempts (twice): at least these are indexed by text.
+    assert!(keyed.len() >= 8, "{keyed:?}");
+    for (table, column, collation) in keyed {
+        assert_eq!(
+            collation.as_deref(),
+            Some("C"),
+            "{table}.{column} is indexed under {collation:?}"
+        );
+    }
+}
