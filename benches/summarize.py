@@ -148,7 +148,8 @@ def main():
         r = load(path)
         result["queue"][name] = r
         goal = f" (≥{target:,}: {verdict(r['jobs_per_second'] >= target)})" if target else ""
-        base = (f"bare Redis list {r['baseline_jobs_per_second']:,.0f}/s, ratio {r['ratio_to_baseline']:.0f}%"
+        bare = "bare Redis list" if name == "redis" else "bare PostgreSQL table"
+        base = (f"{bare} {r['baseline_jobs_per_second']:,.0f}/s, ratio {r['ratio_to_baseline']:.0f}%"
                 if "baseline_jobs_per_second" in r else "")
         label = {"postgres": "postgres (group commit)", "postgres-p64": "postgres (group commit)",
                  "postgres-p128": "postgres (group commit)",

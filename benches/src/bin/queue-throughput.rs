@@ -14,6 +14,9 @@
 //! The `redis` run also measures a baseline in the same process: the same
 //! number of jobs through a bare Redis list (RPUSH, LPOP, DEL, no atomicity,
 //! no leases, no fencing), so the price of crash safety is a ratio, not a guess.
+//! The PostgreSQL runs do the same against a bare table: one INSERT (one
+//! commit) per job, batches taken with `DELETE .. FOR UPDATE SKIP LOCKED`,
+//! no leases, no fencing, no attempt log, no ids kept for deduplication.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,6 +145,16 @@ async fn main() {
         report["baseline_jobs_per_second"] = baseline_rate.round().into();
         report["ratio_to_baseline"] = ((rate / baseline_rate) * 100.0).round().into();
     }
+    if backend.starts_with("postgres") {
+        let url = webhook_armor_benches::database_url();
+        let baseline = bare_postgres_table(&url, &format!("bench_bare_{run}"), jobs).await;
+        let baseline_rate = jobs as f64 / baseline.as_secs_f64();
+        report["baseline"] =
+            "bare PostgreSQL table: INSERT per job (one commit each), DELETE .. SKIP LOCKED per batch, same concurrency"
+                .into();
+        report["baseline_jobs_per_second"] = baseline_rate.round().into();
+        report["ratio_to_baseline"] = ((rate / baseline_rate) * 100.0).round().into();
+    }
     println!("{report}");
     if backend == "redis" {
         webhook_armor_benches::delete_redis_prefix(&url, &format!("bench-{run}")).await;
@@ -252,6 +265,82 @@ async fn pipeline_with_windows(
     }
     let elapsed = start.elapsed();
     (elapsed, sampler.await.unwrap_or_default())
+}
+
+/// The same flow through a bare PostgreSQL table: what the database does for
+/// a durable FIFO with one commit per job and nothing else (no leases, so a
+/// crashed consumer loses its batch; no fencing; no attempt log; no ids kept
+/// to refuse duplicates). Same producers, workers and batch size as the run.
+async fn bare_postgres_table(url: &str, schema: &str, jobs: usize) -> Duration {
+    use sqlx::postgres::PgPoolOptions;
+    let table = format!("{schema}.jobs");
+    let connect = |connections: u32| {
+        PgPoolOptions::new()
+            .max_connections(connections)
+            .connect(url)
+    };
+    let setup = connect(1).await.expect("PostgreSQL reachable");
+    for statement in [
+        format!("CREATE SCHEMA {schema}"),
+        format!(
+            "CREATE TABLE {table} (id text COLLATE \"C\" PRIMARY KEY, seq bigserial NOT NULL, payload bytea NOT NULL)"
+        ),
+        format!("CREATE INDEX ON {table} (seq)"),
+    ] {
+        sqlx::query(&statement).execute(&setup).await.unwrap();
+    }
+    let insert =
+        format!("INSERT INTO {table} (id, payload) VALUES ($1, $2) ON CONFLICT DO NOTHING");
+    let take = format!(
+        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id"
+    );
+    // As in the run: the producers share one pool of 32, each worker has its own.
+    let producer = connect(32).await.expect("PostgreSQL reachable");
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let count = producers();
+    let producers: Vec<_> = (0..count)
+        .map(|p| {
+            let (pool, insert) = (producer.clone(), insert.clone());
+            tokio::spawn(async move {
+                for i in (p..jobs).step_by(count) {
+                    sqlx::query(&insert)
+                        .bind(format!("job-{i}"))
+                        .bind(PAYLOAD)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut consumers = Vec::new();
+    for _ in 0..WORKERS {
+        let pool = connect(1).await.expect("PostgreSQL reachable");
+        let (take, done) = (take.clone(), done.clone());
+        consumers.push(tokio::spawn(async move {
+            while done.load(Ordering::Relaxed) < jobs {
+                let taken = sqlx::query(&take)
+                    .bind(i64::try_from(BATCH).unwrap())
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                if taken.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                done.fetch_add(taken.len(), Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in producers.into_iter().chain(consumers) {
+        task.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&setup)
+        .await;
+    elapsed
 }
 
 /// The same flow through a plain Redis list: what Redis does with no
