@@ -19,8 +19,12 @@ fn batch_error(error: &sqlx::Error) -> Error {
     Error::Backend(format!("batched statement failed: {error}").into())
 }
 
-pub(crate) fn spawn_enqueuer(pool: PgPool, new_work: Arc<Notify>) -> mpsc::Sender<EnqueueRequest> {
-    spawn_batcher(move |batch: Vec<EnqueueRequest>| {
+pub(crate) fn spawn_enqueuer(
+    pool: PgPool,
+    new_work: Arc<Notify>,
+    in_flight: usize,
+) -> mpsc::Sender<EnqueueRequest> {
+    spawn_batcher(in_flight, move |batch: Vec<EnqueueRequest>| {
         let (pool, new_work) = (pool.clone(), new_work.clone());
         async move {
             let ids: Vec<&str> = batch.iter().map(|r| r.job.id.as_str()).collect();
@@ -66,8 +70,8 @@ pub(crate) fn spawn_enqueuer(pool: PgPool, new_work: Arc<Notify>) -> mpsc::Sende
     })
 }
 
-pub(crate) fn spawn_acker(pool: PgPool) -> mpsc::Sender<AckRequest> {
-    spawn_batcher(move |batch: Vec<AckRequest>| {
+pub(crate) fn spawn_acker(pool: PgPool, in_flight: usize) -> mpsc::Sender<AckRequest> {
+    spawn_batcher(in_flight, move |batch: Vec<AckRequest>| {
         let pool = pool.clone();
         async move {
             let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();

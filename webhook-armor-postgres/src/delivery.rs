@@ -25,7 +25,7 @@ impl PostgresBackend {
     /// The attempt logger, started on first use.
     fn attempt_log(&self) -> &tokio::sync::mpsc::Sender<AttemptRequest> {
         self.attempt_logger
-            .get_or_init(|| spawn_attempt_logger(self.pool.clone()))
+            .get_or_init(|| spawn_attempt_logger(self.pool.clone(), self.config.batches_in_flight))
     }
 
     async fn change_endpoint(
@@ -235,8 +235,9 @@ pub(crate) type AttemptRequest = (DeliveryAttempt, tokio::sync::oneshot::Sender<
 /// Group commit for the attempt log: one INSERT per batch of concurrent attempts.
 pub(crate) fn spawn_attempt_logger(
     pool: sqlx::PgPool,
+    in_flight: usize,
 ) -> tokio::sync::mpsc::Sender<AttemptRequest> {
-    webhook_armor::batch::spawn_batcher(move |batch: Vec<AttemptRequest>| {
+    webhook_armor::batch::spawn_batcher(in_flight, move |batch: Vec<AttemptRequest>| {
         let pool = pool.clone();
         async move {
             let messages: Vec<&str> = batch.iter().map(|(a, _)| a.message_id.as_str()).collect();

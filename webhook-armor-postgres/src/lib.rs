@@ -64,6 +64,7 @@ pub struct PostgresConfig {
     completed_retention: Duration,
     maintenance_interval: Duration,
     group_commit: bool,
+    batches_in_flight: usize,
 }
 
 impl PostgresConfig {
@@ -76,6 +77,7 @@ impl PostgresConfig {
             completed_retention: Duration::from_secs(24 * 60 * 60),
             maintenance_interval: Duration::from_secs(30),
             group_commit: true,
+            batches_in_flight: webhook_armor::batch::DEFAULT_IN_FLIGHT,
         }
     }
 
@@ -102,6 +104,17 @@ impl PostgresConfig {
     /// Off: one statement, one commit per call.
     pub fn group_commit(mut self, enabled: bool) -> Self {
         self.group_commit = enabled;
+        self
+    }
+
+    /// With group commit, how many batches of one kind (enqueues, acks,
+    /// delivery attempts) may be in flight at once (default
+    /// [`DEFAULT_IN_FLIGHT`](webhook_armor::batch::DEFAULT_IN_FLIGHT), one).
+    /// PostgreSQL flushes its WAL one commit after another, so on the
+    /// machines we measured more batches only made each one smaller; a
+    /// many-core server behind a network may do better with two or more.
+    pub fn batches_in_flight(mut self, batches: usize) -> Self {
+        self.batches_in_flight = batches.max(1);
         self
     }
 
@@ -198,8 +211,12 @@ impl PostgresBackend {
         );
         let (enqueues, acks) = if config.group_commit {
             (
-                Some(batch::spawn_enqueuer(pool.clone(), new_work.clone())),
-                Some(batch::spawn_acker(pool.clone())),
+                Some(batch::spawn_enqueuer(
+                    pool.clone(),
+                    new_work.clone(),
+                    config.batches_in_flight,
+                )),
+                Some(batch::spawn_acker(pool.clone(), config.batches_in_flight)),
             )
         } else {
             (None, None)

@@ -95,8 +95,9 @@ pub(crate) fn ack_one(outcome: redis::RedisResult<Vec<i64>>) -> Result<()> {
 pub(crate) fn spawn_enqueuer(
     connection: ConnectionManager,
     keys: Keys,
+    in_flight: usize,
 ) -> mpsc::Sender<EnqueueRequest> {
-    spawn_batcher(move |batch: Vec<EnqueueRequest>| {
+    spawn_batcher(in_flight, move |batch: Vec<EnqueueRequest>| {
         let (mut connection, keys) = (connection.clone(), keys.clone());
         async move {
             let outcome = enqueue_jobs(&mut connection, &keys, batch.iter().map(|r| &r.job)).await;
@@ -109,8 +110,9 @@ pub(crate) fn spawn_acker(
     connection: ConnectionManager,
     keys: Keys,
     retention_ms: u64,
+    in_flight: usize,
 ) -> mpsc::Sender<AckRequest> {
-    spawn_batcher(move |batch: Vec<AckRequest>| {
+    spawn_batcher(in_flight, move |batch: Vec<AckRequest>| {
         let (mut connection, keys) = (connection.clone(), keys.clone());
         async move {
             let leases = batch.iter().map(|r| (r.id.as_str(), r.token.as_str()));

@@ -302,8 +302,9 @@ async fn append_attempts<'a>(
 pub(crate) fn spawn_attempt_logger(
     connection: redis::aio::ConnectionManager,
     keys: Keys,
+    in_flight: usize,
 ) -> tokio::sync::mpsc::Sender<AttemptRequest> {
-    webhook_armor::batch::spawn_batcher(move |batch: Vec<AttemptRequest>| {
+    webhook_armor::batch::spawn_batcher(in_flight, move |batch: Vec<AttemptRequest>| {
         let (mut connection, keys) = (connection.clone(), keys.clone());
         async move {
             let stored =

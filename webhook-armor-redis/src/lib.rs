@@ -67,6 +67,7 @@ pub struct RedisConfig {
     completed_retention: Duration,
     idle_poll: Duration,
     group_commit: bool,
+    batches_in_flight: usize,
 }
 
 impl RedisConfig {
@@ -78,6 +79,7 @@ impl RedisConfig {
             completed_retention: Duration::from_secs(24 * 60 * 60),
             idle_poll: Duration::from_millis(50),
             group_commit: true,
+            batches_in_flight: webhook_armor::batch::DEFAULT_IN_FLIGHT,
         }
     }
 
@@ -86,6 +88,16 @@ impl RedisConfig {
     /// and ack is a call of its own.
     pub fn group_commit(mut self, enabled: bool) -> Self {
         self.group_commit = enabled;
+        self
+    }
+
+    /// With group commit, how many batches of one kind (enqueues, acks,
+    /// delivery attempts) may be in flight at once (default
+    /// [`DEFAULT_IN_FLIGHT`](webhook_armor::batch::DEFAULT_IN_FLIGHT), one).
+    /// Redis runs one script at a time, so more batches in flight only make
+    /// each one smaller; across a slow network two may hide the round trip.
+    pub fn batches_in_flight(mut self, batches: usize) -> Self {
+        self.batches_in_flight = batches.max(1);
         self
     }
 
@@ -192,20 +204,29 @@ impl RedisBackend {
         let outgoing_events = events::spawn_publisher(connection.clone(), keys.events());
         let (enqueues, acks) = if config.group_commit {
             (
-                Some(batch::spawn_enqueuer(connection.clone(), keys.clone())),
+                Some(batch::spawn_enqueuer(
+                    connection.clone(),
+                    keys.clone(),
+                    config.batches_in_flight,
+                )),
                 Some(batch::spawn_acker(
                     connection.clone(),
                     keys.clone(),
                     millis(config.completed_retention),
+                    config.batches_in_flight,
                 )),
             )
         } else {
             (None, None)
         };
         #[cfg(feature = "deliver")]
-        let attempts = config
-            .group_commit
-            .then(|| delivery::spawn_attempt_logger(connection.clone(), keys.clone()));
+        let attempts = config.group_commit.then(|| {
+            delivery::spawn_attempt_logger(
+                connection.clone(),
+                keys.clone(),
+                config.batches_in_flight,
+            )
+        });
         Ok(Self {
             client,
             connection,
