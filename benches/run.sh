@@ -8,10 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The throughput runs (delivery, queue) are repeated and the table shows the
+# median run, with the range: on a shared 2-core machine one run of these
+# varies by 20% and more. REPEAT overrides the count.
 if [[ -n "${QUICK:-}" ]]; then
+    repeat=${REPEAT:-1}
     inbound=20000 rss_total=300000 rss_checkpoint=100000 deliveries=10000 pg_deliveries=5000 jobs=20000 unbatched_jobs=5000
     criterion_args=(--warm-up-time 0.5 --measurement-time 1)
 else
+    repeat=${REPEAT:-3}
     inbound=100000 rss_total=1000000 rss_checkpoint=100000 deliveries=50000 pg_deliveries=20000 jobs=100000 unbatched_jobs=30000
     criterion_args=(--warm-up-time 1 --measurement-time 3)
 fi
@@ -34,25 +39,29 @@ step "memory stays flat: $rss_total events, RSS after $rss_checkpoint and at the
 "$bin/loadgen" --spawn memory -n "$rss_total" --rss-after "$rss_checkpoint" \
     --retention-secs 2 --warmup 0 > "$runs/rss.json"
 
-for backend in memory redis postgres; do
-    count=$deliveries
-    [[ $backend == postgres ]] && count=$pg_deliveries
-    step "outbound delivery $backend ($count messages; bare hyper client baseline)"
-    "$bin/delivery-throughput" "$backend" "$count" > "$runs/delivery-$backend.json"
-done
+# Round after round, so a slow stretch of the machine lands in one run of
+# each rather than in every run of one.
+for round in $(seq 1 "$repeat"); do
+    for backend in memory redis postgres; do
+        count=$deliveries
+        [[ $backend == postgres ]] && count=$pg_deliveries
+        step "round $round/$repeat: outbound delivery $backend ($count messages; bare hyper client baseline)"
+        "$bin/delivery-throughput" "$backend" "$count" > "$runs/delivery-$backend-$round.json"
+    done
 
-for backend in memory redis postgres; do
-    step "queue enqueue+lease+ack $backend ($jobs jobs)"
-    "$bin/queue-throughput" "$backend" "$jobs" > "$runs/queue-$backend.json"
+    for backend in memory redis postgres; do
+        step "round $round/$repeat: queue enqueue+lease+ack $backend ($jobs jobs)"
+        "$bin/queue-throughput" "$backend" "$jobs" > "$runs/queue-$backend-$round.json"
+    done
+    # Group commit grows with the number of concurrent producers (concurrent
+    # requests); 64 is the load generator's concurrency above.
+    for producers in 64 128; do
+        step "round $round/$repeat: queue enqueue+lease+ack postgres, $producers producers ($jobs jobs)"
+        PRODUCERS=$producers "$bin/queue-throughput" postgres "$jobs" > "$runs/queue-postgres-p$producers-$round.json"
+    done
+    step "round $round/$repeat: queue enqueue+lease+ack postgres, one transaction per enqueue and per ack ($unbatched_jobs jobs)"
+    "$bin/queue-throughput" postgres-unbatched "$unbatched_jobs" > "$runs/queue-postgres-unbatched-$round.json"
 done
-# Group commit grows with the number of concurrent producers (concurrent
-# requests); 64 is the load generator's concurrency above.
-for producers in 64 128; do
-    step "queue enqueue+lease+ack postgres, $producers producers ($jobs jobs)"
-    PRODUCERS=$producers "$bin/queue-throughput" postgres "$jobs" > "$runs/queue-postgres-p$producers.json"
-done
-step "queue enqueue+lease+ack postgres, one transaction per enqueue and per ack ($unbatched_jobs jobs)"
-"$bin/queue-throughput" postgres-unbatched "$unbatched_jobs" > "$runs/queue-postgres-unbatched.json"
 
 step "criterion: verification per scheme next to raw HMAC-SHA256; the layer next to the bare service"
 cargo bench -q -p webhook-armor-benches --bench verify --bench pipeline -- "${criterion_args[@]}" \
