@@ -151,4 +151,4 @@ RETURNING id";
 
 /// Fenced ack of a whole batch (the `ack_jobs` function of migration 0003),
 /// logging each attempt; returns the acked ids.
-pub(crate) const ACK_BATCH: &str = "SELECT ack_jobs FROM ack_jobs($1::text[], $2::text[])";
+const ACK_BATCH: &str = "SELECT ack_jobs FROM ack_jobs($1::text[], $2::text[])";

@@ -10,7 +10,6 @@ use webhook_armor::{Error, Result};
 
 use webhook_armor::batch::{AckRequest, EnqueueRequest, submit};
 
-use crate::batch;
 use crate::{PostgresBackend, backend, millis};
 
 pub(crate) fn encode_metadata(metadata: &BTreeMap<String, String>) -> String {
@@ -108,10 +107,30 @@ impl PostgresBackend {
         }
     }
 
+    /// One ack, one statement. Not the batch function `ack_jobs` with arrays
+    /// of one: its call (plpgsql, its settings saved and restored each time)
+    /// cost a tenth of the unbatched rate (4,950-5,030 against 5,230-5,640
+    /// jobs/s, `queue-throughput postgres-unbatched`). The fence alone keeps
+    /// the plan on the primary key, as for nack.
     async fn ack_now(&self, lease: &Lease) -> Result<()> {
-        let acked = sqlx::query(batch::ACK_BATCH)
-            .bind(vec![lease.job.id.as_str()])
-            .bind(vec![lease.token.0.as_str()])
+        let acked = sqlx::query(concat!(
+            "WITH done AS (
+                 UPDATE jobs SET status = 'completed', completed_at = now(), payload = '\\x'::bytea,
+                        lease_token = NULL, lease_until = NULL
+                 WHERE ",
+            held!(),
+            "
+                 RETURNING id, attempt, leased_at
+             ),
+             logged AS (
+                 INSERT INTO attempts (job_id, attempt, outcome, duration_ms)
+                 SELECT id, attempt, 'completed', (extract(epoch FROM clock_timestamp() - leased_at) * 1000)::bigint
+                 FROM done
+             )
+             SELECT id FROM done"
+        ))
+            .bind(&lease.job.id)
+            .bind(&lease.token.0)
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
