@@ -19,7 +19,9 @@
 //! the rate is the peak the server sustains. Open loop (`--rate R`):
 //! requests leave on a fixed schedule whatever the server does, and latency
 //! counts from each request's scheduled time, so a stalled server shows in the
-//! percentiles instead of hiding (no coordinated omission).
+//! percentiles instead of hiding (no coordinated omission). A fixed set of
+//! senders (`--open-senders`, 256) sends them, one in flight each, over
+//! connections that stay open, as a busy client's would.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +67,11 @@ struct Args {
     /// Open loop at this many requests per second.
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: senders, each with at most one request in flight (so at
+    /// most this many connections). A request waiting for a free sender
+    /// still counts its latency from its scheduled time.
+    #[arg(long, default_value_t = 256)]
+    open_senders: usize,
     /// Requests sent before measuring, to warm connections and caches.
     #[arg(long, default_value_t = 2_000)]
     warmup: u64,
@@ -213,7 +220,8 @@ async fn completed(client: &HttpClient, stats_url: &str) -> Result<u64, String> 
         .ok_or_else(|| format!("{stats_url} has no numeric \"completed\": {stats}"))
 }
 
-/// Sends `count` requests starting at `first_index`, closed or open loop.
+/// Sends `count` requests starting at `first_index`: closed loop with
+/// `concurrency` in flight, or open loop at `rate` with `concurrency` senders.
 async fn load(
     client: &HttpClient,
     requests: &Arc<Requests>,
@@ -258,7 +266,14 @@ async fn load(
             // latency; waking per request would cost a context switch each).
             // Latency counts from the schedule, so a stalled server cannot
             // hide; the pacer adds at most PACER_TICK to it.
-            let (due, mut released) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+            //
+            // A fixed set of senders takes the released requests, each with
+            // one in flight. A task per request (as before) spawned tens of
+            // thousands of tasks a second and, whenever the server paused,
+            // opened a new connection per waiting request: the load
+            // generator's own work then showed as the server's tail.
+            let (due, released) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+            let released = Arc::new(tokio::sync::Mutex::new(released));
             std::thread::spawn(move || {
                 let mut offset = 0;
                 while offset < count {
@@ -279,19 +294,25 @@ async fn load(
                     }
                 }
             });
-            while let Some((offset, scheduled)) = released.recv().await {
-                let (client, requests, url, tally) = (
+            for _ in 0..concurrency.max(1) {
+                let (client, requests, url, tally, released) = (
                     client.clone(),
                     requests.clone(),
                     url.to_owned(),
                     tally.clone(),
+                    released.clone(),
                 );
                 tasks.spawn(async move {
-                    let request = requests.build(&url, first_index + offset);
-                    let outcome = send(&client, request).await;
-                    tally.lock().unwrap().record(scheduled.elapsed(), outcome);
+                    loop {
+                        let next = released.lock().await.recv().await;
+                        let Some((offset, scheduled)) = next else {
+                            break;
+                        };
+                        let request = requests.build(&url, first_index + offset);
+                        let outcome = send(&client, request).await;
+                        tally.lock().unwrap().record(scheduled.elapsed(), outcome);
+                    }
                 });
-                while tasks.try_join_next().is_some() {}
             }
         }
     }
@@ -362,7 +383,11 @@ async fn measured_run(
         &endpoint.url,
         first_index + args.warmup,
         args.requests,
-        args.concurrency,
+        if rate.is_some() {
+            args.open_senders
+        } else {
+            args.concurrency
+        },
         rate,
     )
     .await;
@@ -387,6 +412,7 @@ async fn measured_run(
         "mode": if rate.is_some() { "open" } else { "closed" },
         "requests": args.requests,
         "concurrency": if rate.is_some() { Value::Null } else { args.concurrency.into() },
+        "open_senders": if rate.is_some() { args.open_senders.into() } else { Value::Null },
         "offered_per_s": rate.map(f64::round),
         "body_bytes": args.body_bytes,
         "accepted": tally.accepted,
