@@ -9,6 +9,7 @@
 //! Time is read from `tokio::time`, so tests can pause and advance it.
 
 #[cfg(feature = "deliver")]
+mod chunked;
 mod delivery;
 mod events;
 mod idempotency;

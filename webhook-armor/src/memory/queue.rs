@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::chunked::ChunkedQueue;
 use super::sharded::ShardedMap;
 use crate::clock::unix_millis_now;
 use crate::dead_letter::{
@@ -50,8 +51,9 @@ struct State {
     scheduled: BTreeMap<TimeKey, String>,
     leased: BTreeMap<TimeKey, String>,
     /// Completed ids in completion order; with one retention for all, that is
-    /// also expiry order.
-    completed: VecDeque<(Instant, String)>,
+    /// also expiry order. Chunked: it holds every id of the retention, and
+    /// a doubling `VecDeque` of millions stalled every caller of the lock.
+    completed: ChunkedQueue<(Instant, String)>,
     /// Dead letters by job id, kept apart from the jobs so a replayed job's
     /// letter stays as a record while the job runs again.
     letters: HashMap<String, DeadLetter>,
