@@ -13,11 +13,11 @@ cd "$(dirname "$0")/.."
 # varies by 20% and more. REPEAT overrides the count.
 if [[ -n "${QUICK:-}" ]]; then
     repeat=${REPEAT:-1}
-    inbound=20000 rss_total=300000 rss_checkpoint=100000 deliveries=10000 pg_deliveries=5000 jobs=20000 unbatched_jobs=5000
+    inbound=20000 rss_total=300000 rss_checkpoint=100000 growth_ids=500000 deliveries=10000 pg_deliveries=5000 jobs=20000 unbatched_jobs=5000
     criterion_args=(--warm-up-time 0.5 --measurement-time 1)
 else
     repeat=${REPEAT:-3}
-    inbound=100000 rss_total=1000000 rss_checkpoint=100000 deliveries=50000 pg_deliveries=20000 jobs=100000 unbatched_jobs=30000
+    inbound=100000 rss_total=1000000 rss_checkpoint=100000 growth_ids=4000000 deliveries=50000 pg_deliveries=20000 jobs=100000 unbatched_jobs=30000
     criterion_args=(--warm-up-time 1 --measurement-time 3)
 fi
 
@@ -38,6 +38,9 @@ done
 step "memory stays flat: $rss_total events, RSS after $rss_checkpoint and at the end"
 "$bin/loadgen" --spawn memory -n "$rss_total" --rss-after "$rss_checkpoint" \
     --retention-secs 2 --warmup 0 > "$runs/rss.json"
+
+step "no stall while growing: the slowest call into the memory stores up to $growth_ids ids"
+"$bin/growth-stall" "$growth_ids" > "$runs/growth-stall.json"
 
 # Round after round, so a slow stretch of the machine lands in one run of
 # each rather than in every run of one.

@@ -136,6 +136,18 @@ def main():
                   f"{r['requests_per_s']:,.0f} req/s sustained.")
         md.append("")
 
+    growth_path = Path(runs) / "growth-stall.json"
+    if growth_path.exists():
+        r = load(growth_path)
+        result["growth_stall"] = r
+        q, i = r["queue_ack"], r["idempotency_claim_and_complete"]
+        md.append(f"**No stall while growing** (`growth-stall`, {r['ids']:,} ids kept 24 h): slowest "
+                  f"memory-queue ack {q['growing']['slowest_call_ms']} ms (a queue that keeps none: "
+                  f"{q['baseline_retention_zero']['slowest_call_ms']} ms), slowest idempotency claim or "
+                  f"complete {i['growing']['slowest_call_ms']} ms (keeping none: "
+                  f"{i['baseline_retention_zero']['slowest_call_ms']} ms).")
+        md.append("")
+
     # Outbound delivery.
     md.append("### Outbound: signed deliveries to a local receiver, next to bare hyper POSTs")
     md.append("")
