@@ -74,3 +74,71 @@ pub async fn delete_redis_prefix(url: &str, prefix: &str) {
         cursor = next;
     }
 }
+
+/// The whole machine's CPU time over an interval, from `/proc/stat`: what
+/// the bench, its servers and the kernel used, and what the hypervisor took.
+///
+/// Throughput on a shared virtual machine moves with its neighbours: in
+/// one hour here the same binary's bare-HTTP baseline went from 94,000 to
+/// 33,000 requests/s while the hypervisor took up to 43% of the time
+/// (steal). CPU time per operation, summed over every process on the
+/// machine and without steal, moves far less; the benches print it beside
+/// the rates so that a run on a slow machine still compares with one on a
+/// fast machine.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineCpu {
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+impl MachineCpu {
+    /// The counters now (zeros where `/proc/stat` cannot be read).
+    pub fn now() -> Self {
+        let line = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // cpu user nice system idle iowait irq softirq steal guest guest_nice
+        let fields: Vec<u64> = line
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|field| field.parse().unwrap_or(0))
+            .collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+        Self {
+            busy: field(0) + field(1) + field(2) + field(5) + field(6),
+            steal: field(7),
+            total: (0..8).map(field).sum(),
+        }
+    }
+
+    /// Since `start`: busy CPU time in microseconds (all cores, all
+    /// processes, steal excluded) and steal as a percentage of all time.
+    pub fn since(start: Self) -> CpuUsed {
+        let end = Self::now();
+        // USER_HZ is 100 on every Linux this runs on.
+        let ticks_to_us = 10_000.0;
+        let total = end.total.saturating_sub(start.total).max(1) as f64;
+        CpuUsed {
+            busy_us: end.busy.saturating_sub(start.busy) as f64 * ticks_to_us,
+            steal_percent: end.steal.saturating_sub(start.steal) as f64 / total * 100.0,
+        }
+    }
+}
+
+/// What [`MachineCpu::since`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuUsed {
+    /// Busy CPU time, all cores and processes, microseconds.
+    pub busy_us: f64,
+    /// Time the hypervisor gave to others, percent of all CPU time.
+    pub steal_percent: f64,
+}
+
+impl CpuUsed {
+    /// Busy microseconds per operation, one decimal.
+    pub fn us_per(&self, operations: usize) -> f64 {
+        (self.busy_us / operations.max(1) as f64 * 10.0).round() / 10.0
+    }
+}
