@@ -25,6 +25,9 @@ cargo build --release -q -p webhook-armor-benches --bins
 bin=target/release
 runs=target/bench-runs
 rm -rf "$runs" && mkdir -p "$runs"
+# The machine's CPU counters, so the summary can say how much of the run the
+# hypervisor gave to other guests (steal).
+head -1 /proc/stat > "$runs/proc-stat-start"
 
 step() { echo "== $*" >&2; }
 
@@ -70,4 +73,5 @@ step "criterion: verification per scheme next to raw HMAC-SHA256; the layer next
 cargo bench -q -p webhook-armor-benches --bench verify --bench pipeline -- "${criterion_args[@]}" \
     > "$runs/criterion.txt" 2>&1
 
+head -1 /proc/stat > "$runs/proc-stat-end"
 python3 benches/summarize.py "$runs" target/criterion benches/results

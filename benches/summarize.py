@@ -73,6 +73,29 @@ def machine():
     }
 
 
+def cpu_us(record, key):
+    """'123.4 µs' from a run that measured it, '' from an older one."""
+    return f"{record[key]:.1f} µs" if key in record else ""
+
+
+def percent(record, key):
+    return f"{record[key]:.0f}%" if key in record else ""
+
+
+def steal_during(runs):
+    """The hypervisor's share of the whole run, from the /proc/stat lines
+    run.sh saved at its start and end, or None."""
+    try:
+        start, end = (
+            [int(v) for v in open(Path(runs) / name).read().split()[1:9]]
+            for name in ("proc-stat-start", "proc-stat-end")
+        )
+    except (OSError, ValueError):
+        return None
+    total = sum(end) - sum(start)
+    return 100.0 * (end[7] - start[7]) / total if total > 0 else None
+
+
 def verdict(ok):
     return "met" if ok else "**missed**"
 
@@ -84,6 +107,10 @@ def main():
     m = result["machine"]
     md.append(f"Measured {m['date']} at commit `{m['commit']}` on {m['cpus']} × {m['cpu']} "
               f"(Linux {m['kernel']}); load generator, servers, Redis and PostgreSQL all on this machine.")
+    steal = steal_during(runs)
+    if steal is not None:
+        m["steal_percent"] = round(steal, 1)
+        md.append(f"The hypervisor took {steal:.1f}% of the machine's CPU time over the whole run (steal).")
     md.append("")
 
     # Inbound pipelines.
@@ -153,8 +180,12 @@ def main():
     md.append("")
     md.append("Repeated runs show the median run (its baseline and ratio are that run's) and the range.")
     md.append("")
-    md.append("| store | deliveries/s (target) | bare POSTs/s | ratio |")
-    md.append("|---|---:|---:|---:|")
+    md.append("Machine CPU is the busy time of the whole machine (bench, receiver, Redis or PostgreSQL, "
+              "kernel; the hypervisor's steal excluded) per delivery and per bare POST: it moves less than "
+              "the rates when the machine is shared. Steal is the hypervisor's share of the run.")
+    md.append("")
+    md.append("| store | deliveries/s (target) | bare POSTs/s | ratio | machine CPU per delivery | per bare POST | steal |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|")
     for name, target in {"memory": 40000, "redis": 20000, "postgres": 10000}.items():
         r, values = load_runs(runs, f"delivery-{name}", "deliveries_per_second")
         if r is None:
@@ -162,7 +193,9 @@ def main():
         result["delivery"][name] = {**r, "runs_deliveries_per_second": values}
         md.append(f"| {name} | {r['deliveries_per_second']:,.0f} (≥{target:,}: {verdict(r['deliveries_per_second'] >= target)})"
                   f"{spread(values)} | "
-                  f"{r['baseline_posts_per_second']:,.0f} | {r['ratio_to_baseline_percent']:.0f}% |")
+                  f"{r['baseline_posts_per_second']:,.0f} | {r['ratio_to_baseline_percent']:.0f}% | "
+                  f"{cpu_us(r, 'machine_cpu_us_per_delivery')} | {cpu_us(r, 'baseline_machine_cpu_us_per_post')} | "
+                  f"{percent(r, 'steal_percent')} |")
     md.append("")
 
     # Queue alone.
