@@ -90,6 +90,20 @@ pub struct MachineCpu {
     busy: u64,
     steal: u64,
     total: u64,
+    this_process: u64,
+}
+
+/// This process's user and system time in ticks, from `/proc/self/stat`.
+fn own_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces;
+    // utime and stime are fields 14 and 15, the 12th and 13th after it.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .map(|field| field.parse().unwrap_or(0))
+        .collect();
+    fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
 }
 
 impl MachineCpu {
@@ -110,6 +124,7 @@ impl MachineCpu {
             busy: field(0) + field(1) + field(2) + field(5) + field(6),
             steal: field(7),
             total: (0..8).map(field).sum(),
+            this_process: own_ticks(),
         }
     }
 
@@ -122,6 +137,8 @@ impl MachineCpu {
         let total = end.total.saturating_sub(start.total).max(1) as f64;
         CpuUsed {
             busy_us: end.busy.saturating_sub(start.busy) as f64 * ticks_to_us,
+            this_process_us: end.this_process.saturating_sub(start.this_process) as f64
+                * ticks_to_us,
             steal_percent: end.steal.saturating_sub(start.steal) as f64 / total * 100.0,
         }
     }
@@ -132,6 +149,10 @@ impl MachineCpu {
 pub struct CpuUsed {
     /// Busy CPU time, all cores and processes, microseconds.
     pub busy_us: f64,
+    /// Of which this process (the bench, with its in-process receiver or
+    /// server), microseconds; the rest is Redis or PostgreSQL, the kernel's
+    /// work outside this process, and anything else running.
+    pub this_process_us: f64,
     /// Time the hypervisor gave to others, percent of all CPU time.
     pub steal_percent: f64,
 }
@@ -139,6 +160,15 @@ pub struct CpuUsed {
 impl CpuUsed {
     /// Busy microseconds per operation, one decimal.
     pub fn us_per(&self, operations: usize) -> f64 {
-        (self.busy_us / operations.max(1) as f64 * 10.0).round() / 10.0
+        per(self.busy_us, operations)
     }
+
+    /// This process's microseconds per operation, one decimal.
+    pub fn this_process_us_per(&self, operations: usize) -> f64 {
+        per(self.this_process_us, operations)
+    }
+}
+
+fn per(us: f64, operations: usize) -> f64 {
+    (us / operations.max(1) as f64 * 10.0).round() / 10.0
 }

@@ -164,6 +164,7 @@ async fn main() {
             "senders": SENDERS,
             "sent_per_second": (messages as f64 / sent.as_secs_f64()).round(),
             "machine_cpu_us_per_delivery": delivery_cpu.us_per(messages),
+            "bench_process_cpu_us_per_delivery": delivery_cpu.this_process_us_per(messages),
             "steal_percent": delivery_cpu.steal_percent.round(),
             "baseline": "unsigned POSTs through a bare hyper client, same concurrency",
             "baseline_posts_per_second": baseline_rate.round(),
