@@ -274,28 +274,58 @@ pub(crate) type AttemptRequest = (DeliveryAttempt, tokio::sync::oneshot::Sender<
 /// Appends `attempts` to their message's and endpoint's lists in one
 /// MULTI/EXEC round trip; used for a batch, and for one attempt when group
 /// commit is off.
+///
+/// A batch's attempts to one endpoint (or of one message) go in one RPUSH,
+/// trimmed (or given their expiry) once: concurrent deliveries mostly share
+/// endpoints, and each command costs the server its own parse and dispatch.
 async fn append_attempts<'a>(
     connection: &mut redis::aio::ConnectionManager,
     keys: &Keys,
     attempts: impl IntoIterator<Item = &'a DeliveryAttempt>,
 ) -> redis::RedisResult<()> {
     let retention = i64::try_from(ATTEMPT_RETENTION.as_secs()).unwrap_or(i64::MAX);
+    let attempts: Vec<&DeliveryAttempt> = attempts.into_iter().collect();
+    let json: Vec<String> = attempts
+        .iter()
+        .map(|attempt| serde_json::to_string(attempt).expect("attempts serialise"))
+        .collect();
+    let by_message = grouped(attempts.iter().map(|a| a.message_id.as_str()));
+    let by_endpoint = grouped(attempts.iter().map(|a| a.endpoint_id.as_str()));
+    let values = |positions: &[usize]| -> Vec<&str> {
+        positions.iter().map(|&i| json[i].as_str()).collect()
+    };
     let mut pipe = redis::pipe();
     pipe.atomic();
-    for attempt in attempts {
-        let json = serde_json::to_string(attempt).expect("attempts serialise");
-        let by_message = format!("{}:attempts:msg:{}", keys.tag, attempt.message_id);
-        let by_endpoint = format!("{}:attempts:ep:{}", keys.tag, attempt.endpoint_id);
-        pipe.rpush(&by_message, &json)
+    for (message, positions) in &by_message {
+        let key = format!("{}:attempts:msg:{message}", keys.tag);
+        pipe.rpush(&key, values(positions))
             .ignore()
-            .expire(&by_message, retention)
+            .expire(&key, retention)
+            .ignore();
+    }
+    for (endpoint, positions) in &by_endpoint {
+        let key = format!("{}:attempts:ep:{endpoint}", keys.tag);
+        pipe.rpush(&key, values(positions))
             .ignore()
-            .rpush(&by_endpoint, &json)
-            .ignore()
-            .ltrim(&by_endpoint, -ATTEMPTS_PER_ENDPOINT, -1)
+            .ltrim(&key, -ATTEMPTS_PER_ENDPOINT, -1)
             .ignore();
     }
     pipe.query_async::<()>(connection).await
+}
+
+/// The positions of each distinct name, names in order of first appearance
+/// and each name's positions in order.
+fn grouped<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(&'a str, Vec<usize>)> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (position, name) in names.enumerate() {
+        let group = *index.entry(name).or_insert_with(|| {
+            groups.push((name, Vec::new()));
+            groups.len() - 1
+        });
+        groups[group].1.push(position);
+    }
+    groups
 }
 
 /// Group commit for the attempt log: concurrent attempts share one round trip.

@@ -8,10 +8,21 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Current server time in milliseconds, as a Lua prelude.
+/// Current server time in milliseconds, and `call_chunked`, as a Lua prelude.
+///
+/// `call_chunked(command, key, values)` runs `command key v1 v2 ...` over
+/// `values` in chunks: one command per batch rather than one per job (each
+/// `redis.call` costs the server about a microsecond before its work), and
+/// never more values in one call than Lua's `unpack` can spread (a few
+/// thousand).
 const NOW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function call_chunked(command, key, values)
+  for first = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, first, math.min(first + 999, #values)))
+  end
+end
 ";
 
 fn script(body: &str) -> Script {
@@ -78,15 +89,18 @@ local ids = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
 if not ids then return {} end
 local deadline = now + tonumber(ARGV[2])
 local leased = {}
+local deadlines = {}
 for i, id in ipairs(ids) do
   local key = prefix .. id
   local token = ARGV[3 + i]
-  local attempt = redis.call('HINCRBY', key, 'attempt', 1)
-  redis.call('HSET', key, 'st', 'l', 'tok', token)
-  redis.call('ZADD', KEYS[3], deadline, id)
-  local f = redis.call('HMGET', key, 'payload', 'meta', 'enq', 'err')
+  local f = redis.call('HMGET', key, 'payload', 'meta', 'enq', 'err', 'attempt')
+  local attempt = (tonumber(f[5]) or 0) + 1
+  redis.call('HSET', key, 'st', 'l', 'tok', token, 'attempt', attempt)
+  deadlines[2 * i - 1] = deadline
+  deadlines[2 * i] = id
   leased[i] = {id, f[1], f[2], attempt, f[3], f[4] or '', token}
 end
+call_chunked('ZADD', KEYS[3], deadlines)
 return leased
 ",
     )
@@ -192,6 +206,7 @@ pub(crate) static ENQUEUE_BATCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local results = {}
+local ready = {}
 for i = 1, #KEYS - 2 do
   local key = KEYS[2 + i]
   local base = (i - 1) * 4
@@ -205,11 +220,13 @@ for i = 1, #KEYS - 2 do
     if delay > 0 then
       redis.call('ZADD', KEYS[2], now + delay, ARGV[base + 1])
     else
-      redis.call('RPUSH', KEYS[1], ARGV[base + 1])
+      ready[#ready + 1] = ARGV[base + 1]
     end
     results[i] = 1
   end
 end
+-- In batch order: the ready list is FIFO.
+call_chunked('RPUSH', KEYS[1], ready)
 return results
 ",
     )
@@ -222,6 +239,7 @@ pub(crate) static ACK_BATCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local results = {}
+local done = {}
 for i = 1, #KEYS - 1 do
   local key = KEYS[1 + i]
   local id = ARGV[2 * i]
@@ -230,7 +248,7 @@ for i = 1, #KEYS - 1 do
   if f[1] == 'l' and f[2] == ARGV[2 * i + 1] then
     local deadline = redis.call('ZSCORE', KEYS[1], id)
     if deadline and tonumber(deadline) > now then
-      redis.call('ZREM', KEYS[1], id)
+      done[#done + 1] = id
       redis.call('HSET', key, 'st', 'c', 'tok', '')
       redis.call('HDEL', key, 'payload')
       redis.call('PEXPIRE', key, ARGV[1])
@@ -239,6 +257,7 @@ for i = 1, #KEYS - 1 do
   end
   results[i] = acked
 end
+call_chunked('ZREM', KEYS[1], done)
 return results
 ",
     )

@@ -118,3 +118,56 @@ async fn crash_test_a_killed_worker_loses_no_job() {
     );
     assert_eq!(backend.stats().await.unwrap().depth(), 0, "0 lost");
 }
+
+/// The scripts write a batch's ready ids, lease deadlines and acked ids in
+/// chunks of 1,000 values per command; a lease of 1,200 jobs crosses that
+/// (2,400 ZADD values). Every job must be leased, tracked and acked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_larger_than_one_server_command_lose_no_job() {
+    let backend = Arc::new(common::backend("chunks").await);
+    let enqueues: Vec<_> = (0..1_500)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                backend
+                    .enqueue(NewJob::new(format!("job_{i}"), b"{}".to_vec()))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for enqueue in enqueues {
+        enqueue.await.unwrap();
+    }
+    let stats = backend.stats().await.unwrap();
+    assert_eq!(stats.ready, 1_500, "every enqueued id is on the ready list");
+
+    let leases = backend.lease(1_200, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(leases.len(), 1_200);
+    let mut ids: Vec<_> = leases.iter().map(|lease| lease.job.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1_200, "no job leased twice");
+    assert!(leases.iter().all(|lease| lease.job.attempt == 1));
+    let stats = backend.stats().await.unwrap();
+    assert_eq!((stats.ready, stats.leased), (300, 1_200));
+
+    let acks: Vec<_> = leases
+        .into_iter()
+        .map(|lease| {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.ack(&lease).await })
+        })
+        .collect();
+    for ack in acks {
+        ack.await.unwrap().unwrap();
+    }
+    let stats = backend.stats().await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.leased),
+        (300, 0),
+        "every ack cleared its lease"
+    );
+    let rest = backend.lease(1_000, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(rest.len(), 300, "the others are still there, once each");
+}
