@@ -36,12 +36,28 @@ use webhook_armor::memory::{
 use webhook_armor::queue::Queue;
 use webhook_armor::{RetryPolicy, Worker};
 
-const CONCURRENCY: usize = 256;
-/// Tasks sending messages, each waiting for its send before the next. As
-/// many as the worker runs deliveries: with 32, PostgreSQL's enqueues (one
-/// group commit each) could not keep its worker busy, and the bench measured
-/// the senders (5,600 against 6,800 deliveries/s back to back).
-const SENDERS: usize = CONCURRENCY;
+/// Deliveries the worker runs at once (and bare POSTs the baseline keeps in
+/// flight), per store: as a deployment would size it. A delivery holds its
+/// slot until its attempt is logged and its job acked; against a shared
+/// store each of those waits for a group commit, so the slower the store's
+/// commits, the more deliveries it takes to keep the cores busy. Swept back
+/// to back on 2026-12-02 (deliveries/s, two rounds each): PostgreSQL 256:
+/// 7,600-8,200, 512: 9,100-9,900, 768: 10,500-10,600, 1,024:
+/// 10,200-11,500; Redis 256: 12,500-14,400, 512: 14,000-15,100, 768:
+/// 14,500-15,500; memory 256: 37,600-39,800, 768: 27,500-29,600 (more tasks
+/// than it needs only cost it).
+fn concurrency(backend: &str) -> usize {
+    match backend {
+        "postgres" => 1024,
+        "redis" => 768,
+        _ => 256,
+    }
+}
+/// Tasks sending messages, each waiting for its send before the next: with
+/// 32, PostgreSQL's enqueues (one group commit each) could not keep its
+/// worker busy, and the bench measured the senders (5,600 against 6,800
+/// deliveries/s back to back).
+const SENDERS: usize = 256;
 /// Shared backends read endpoints through a cache, as a deployment would:
 /// other processes' endpoint changes show within this long.
 const ENDPOINT_TTL: Duration = Duration::from_secs(1);
@@ -54,6 +70,7 @@ async fn main() {
     let messages: usize = args
         .next()
         .map_or(50_000, |n| n.parse().expect("message count"));
+    let concurrency = concurrency(&backend);
     let received = Arc::new(AtomicUsize::new(0));
     let url = start_receiver(received.clone()).await;
     let run = webhook_armor_benches::run_id();
@@ -128,7 +145,7 @@ async fn main() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(
         Worker::new(queue.clone(), handler)
-            .concurrency(CONCURRENCY)
+            .concurrency(concurrency)
             .batch_size(256)
             .poll_interval(Duration::from_millis(5))
             .retry_policy(RetryPolicy::default())
@@ -150,7 +167,7 @@ async fn main() {
     let rate = messages as f64 / elapsed.as_secs_f64();
 
     let cpu = MachineCpu::now();
-    let baseline = bare_posts(&url, messages).await;
+    let baseline = bare_posts(&url, messages, concurrency).await;
     let baseline_cpu = MachineCpu::since(cpu);
     let baseline_rate = messages as f64 / baseline.as_secs_f64();
     println!(
@@ -159,7 +176,7 @@ async fn main() {
             "bench": "delivery-throughput",
             "backend": backend,
             "messages": messages,
-            "concurrency": CONCURRENCY,
+            "concurrency": concurrency,
             "deliveries_per_second": rate.round(),
             "senders": SENDERS,
             "sent_per_second": (messages as f64 / sent.as_secs_f64()).round(),
@@ -201,11 +218,11 @@ async fn start_receiver(received: Arc<AtomicUsize>) -> String {
 }
 
 /// The baseline: the same POSTs without queue, signing, breaker or log.
-async fn bare_posts(url: &str, count: usize) -> Duration {
+async fn bare_posts(url: &str, count: usize, concurrency: usize) -> Duration {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENCY)
+    let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
             let (client, next, url) = (client.clone(), next.clone(), url.to_owned());
             tokio::spawn(async move {
