@@ -8,14 +8,15 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Current server time in milliseconds, and `call_chunked`, as a Lua prelude.
+/// The Lua prelude of every queue script: `now`, the server time in
+/// milliseconds, and `call_chunked`.
 ///
 /// `call_chunked(command, key, values)` runs `command key v1 v2 ...` over
 /// `values` in chunks: one command per batch rather than one per job (each
 /// `redis.call` costs the server about a microsecond before its work), and
 /// never more values in one call than Lua's `unpack` can spread (a few
 /// thousand).
-const NOW: &str = r"
+const PRELUDE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function call_chunked(command, key, values)
@@ -26,7 +27,7 @@ end
 ";
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{NOW}\n{body}"))
+    Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
 /// Claim an idempotency key. KEYS: key. ARGV: token, ttl ms.
