@@ -95,6 +95,7 @@ macro_rules! conformance_tests {
             lease_is_fifo_and_counts_attempts,
             batch_lease_respects_the_limit,
             ack_finishes_the_job,
+            acked_lease_refuses_every_later_step,
             completed_job_still_refuses_its_id,
             nack_schedules_a_retry,
             delayed_job_waits,

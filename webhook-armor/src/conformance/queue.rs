@@ -104,6 +104,46 @@ pub async fn ack_finishes_the_job(backend: Backend) {
     ));
 }
 
+/// Once a job is acked, its lease is spent for every step: a late nack,
+/// defer or dead-letter is refused, changes nothing, and the id stays
+/// completed.
+pub async fn acked_lease_refuses_every_later_step(backend: Backend) {
+    enqueue(&backend, "job-1").await;
+    let lease = lease_one(&backend, LONG_LEASE).await;
+    backend.queue.ack(&lease).await.unwrap();
+    assert!(matches!(
+        backend.queue.nack(&lease, Duration::ZERO, "late").await,
+        Err(Error::LeaseLost)
+    ));
+    assert!(matches!(
+        backend.queue.defer(&lease, Duration::ZERO).await,
+        Err(Error::LeaseLost)
+    ));
+    assert!(matches!(
+        backend.queue.dead_letter(&lease, "late").await,
+        Err(Error::LeaseLost)
+    ));
+    let stats = backend.queue.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.ready,
+            stats.scheduled,
+            stats.leased,
+            stats.dead_lettered
+        ),
+        (0, 0, 0, 0)
+    );
+    assert!(backend.queue.lease(1, LONG_LEASE).await.unwrap().is_empty());
+    assert_eq!(
+        backend
+            .queue
+            .enqueue(NewJob::new("job-1", "again"))
+            .await
+            .unwrap(),
+        Enqueued::Duplicate
+    );
+}
+
 /// The id of a completed job is still refused (within the retention).
 pub async fn completed_job_still_refuses_its_id(backend: Backend) {
     enqueue(&backend, "job-1").await;
