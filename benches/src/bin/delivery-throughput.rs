@@ -17,6 +17,9 @@
 //! bare POST (bench, receiver, Redis or PostgreSQL, kernel; steal excluded)
 //! and the share the hypervisor took, which make runs on a slow and a fast
 //! machine comparable.
+//!
+//! With `BENCH_KEEP_KEYS` set, a Redis run leaves its keys behind (for a
+//! throw-away server, as `benches/redis-instructions.sh` uses).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -190,8 +193,10 @@ async fn main() {
             "ratio_to_baseline_percent": (rate / baseline_rate * 100.0).round(),
         })
     );
-    if backend == "redis" {
+    if backend == "redis" && std::env::var_os("BENCH_KEEP_KEYS").is_none() {
         // The attempt log and endpoints keep no TTL short enough to rely on.
+        // (benches/redis-instructions.sh keeps them: its server is thrown
+        // away, and deleting would be counted as delivery work.)
         let url = webhook_armor_benches::redis_url();
         webhook_armor_benches::delete_redis_prefix(&url, &format!("bench-delivery-{run}")).await;
     }
