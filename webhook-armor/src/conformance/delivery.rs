@@ -208,6 +208,47 @@ pub async fn attempt_log_records_and_queries(backend: DeliveryBackend) {
     assert!(log.for_message("msg_none").await.unwrap().is_empty());
 }
 
+/// Attempts recorded at once (as concurrent deliveries record them, several
+/// of one message and many of one endpoint together) are all kept, each
+/// under its message and its endpoint, byte for byte: a response snippet may
+/// hold newlines, quotes and any text.
+pub async fn attempt_log_keeps_concurrent_attempts(backend: DeliveryBackend) {
+    let log = backend.attempts;
+    let snippet = "line one\nline \"two\"\r\n\u{1F980} {\"ok\":false}\n";
+    let recordings: Vec<_> = (0..3)
+        .flat_map(|message| (1..=4).map(move |number| (message, number)))
+        .map(|(message, number)| {
+            let log = log.clone();
+            let mut attempt = attempt(
+                &format!("msg_{message}"),
+                &format!("ep_{}", message % 2),
+                number,
+                u64::from(number),
+            );
+            attempt.response_snippet = format!("{snippet}{message}/{number}");
+            tokio::spawn(async move { log.record(attempt).await })
+        })
+        .collect();
+    for recording in recordings {
+        recording.await.unwrap().unwrap();
+    }
+    for message in 0..3 {
+        let mut kept = log.for_message(&format!("msg_{message}")).await.unwrap();
+        kept.sort_by_key(|a| a.attempt);
+        let numbers: Vec<u32> = kept.iter().map(|a| a.attempt).collect();
+        assert_eq!(numbers, [1, 2, 3, 4], "msg_{message}");
+        for a in &kept {
+            assert_eq!(
+                a.response_snippet,
+                format!("{snippet}{message}/{}", a.attempt)
+            );
+            assert_eq!(a.endpoint_id, format!("ep_{}", message % 2));
+        }
+    }
+    assert_eq!(log.for_endpoint("ep_0", 100).await.unwrap().len(), 8);
+    assert_eq!(log.for_endpoint("ep_1", 100).await.unwrap().len(), 4);
+}
+
 /// Expands to one `#[tokio::test]` per delivery conformance function, each
 /// calling `$setup().await` for a fresh [`DeliveryBackend`].
 #[macro_export]
@@ -217,6 +258,7 @@ macro_rules! delivery_conformance_tests {
             endpoint_store_round_trip,
             breaker_opens_probes_and_closes,
             attempt_log_records_and_queries,
+            attempt_log_keeps_concurrent_attempts,
         );
     };
 }
