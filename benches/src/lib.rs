@@ -8,6 +8,7 @@ pub mod server;
 /// time (memory delivery 32,000/s with it, 58,000/s with mimalloc, in
 /// back-to-back runs here). Every baseline runs in the same binary, on the
 /// same allocator. `--features system-allocator` measures with glibc's.
+/// mimalloc is built with `no_thp` (see the workspace `Cargo.toml`).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
