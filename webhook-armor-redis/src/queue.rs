@@ -10,8 +10,10 @@ use webhook_armor::batch::{AckRequest, EnqueueRequest, submit};
 
 use crate::{RedisBackend, backend, batch, millis, scripts};
 
-/// One leased job as the lease script returns it.
-type LeasedRow = (String, Vec<u8>, String, u32, i64, String, String);
+/// One leased job as the lease script returns it: id, payload, metadata,
+/// attempt, enqueued at (ms), last error. Its token is the one passed at its
+/// position.
+type LeasedRow = (String, Vec<u8>, String, u32, i64, String);
 
 pub(crate) fn encode_metadata(metadata: &BTreeMap<String, String>) -> String {
     serde_json::to_string(metadata).expect("string maps serialise")
@@ -72,25 +74,29 @@ impl Queue for RedisBackend {
             .arg(max)
             .arg(millis(lease_for))
             .arg(self.keys.job_prefix());
-        for _ in 0..max {
-            invocation.arg(LeaseToken::random().0);
+        let tokens: Vec<LeaseToken> = (0..max).map(|_| LeaseToken::random()).collect();
+        for token in &tokens {
+            invocation.arg(&token.0);
         }
         let rows: Vec<LeasedRow> = invocation
             .invoke_async(&mut self.connection())
             .await
             .map_err(backend)?;
+        if rows.len() > tokens.len() {
+            return Err(Error::Backend(
+                format!("Redis leased {} jobs, {max} asked for", rows.len()).into(),
+            ));
+        }
         rows.into_iter()
+            .zip(tokens)
             .map(
-                |(id, payload, metadata, attempt, enqueued_at_ms, last_error, token)| {
+                |((id, payload, metadata, attempt, enqueued_at_ms, last_error), token)| {
                     let mut job =
                         Job::from_new(NewJob::new(id, Bytes::from(payload)), enqueued_at_ms);
                     job.metadata = decode_metadata(&metadata)?.into();
                     job.attempt = attempt;
                     job.last_error = (!last_error.is_empty()).then_some(last_error);
-                    Ok(Lease {
-                        job,
-                        token: LeaseToken(token),
-                    })
+                    Ok(Lease { job, token })
                 },
             )
             .collect()

@@ -92,7 +92,11 @@ return 1
 
 /// Promote due retries, recover expired leases, lease up to max jobs.
 /// KEYS: ready, scheduled, leased. ARGV: max, lease ms, job key prefix,
-/// then one fresh token per job. Returns {id, payload, meta, attempt, enq, err, token} per job.
+/// then one fresh token per job. Returns one flat array, six values per
+/// leased job: id, payload, meta, attempt, enq, err. The n-th job leased
+/// holds the n-th token, so the tokens need not travel back, and a flat
+/// reply spares the server a Lua table per job and the client a nested
+/// array to parse.
 ///
 /// The deadline is written twice: as the job's score in `leased` (the index
 /// that finds expired leases) and as the job's `dl` field, so that ack, nack
@@ -126,13 +130,19 @@ for _, id in ipairs(ids) do
   local key = prefix .. id
   local f = redis.pcall('HMGET', key, 'payload', 'meta', 'enq', 'err', 'attempt')
   if not failed(f) and f[1] then
-    local n = #leased + 1
+    local n = #deadlines / 2 + 1
     local token = ARGV[3 + n]
     local attempt = (tonumber(f[5]) or 0) + 1
     redis.call('HSET', key, 'st', 'l', 'tok', token, 'attempt', text(attempt), 'dl', deadline)
     deadlines[2 * n - 1] = deadline
     deadlines[2 * n] = id
-    leased[n] = {id, f[1], f[2], attempt, f[3], f[4] or '', token}
+    local at = 6 * (n - 1)
+    leased[at + 1] = id
+    leased[at + 2] = f[1]
+    leased[at + 3] = f[2]
+    leased[at + 4] = attempt
+    leased[at + 5] = f[3]
+    leased[at + 6] = f[4] or ''
   end
 end
 call_chunked('ZADD', KEYS[3], deadlines)
