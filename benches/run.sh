@@ -69,6 +69,13 @@ for round in $(seq 1 "$repeat"); do
     "$bin/queue-throughput" postgres-unbatched "$unbatched_jobs" > "$runs/queue-postgres-unbatched-$round.json"
 done
 
+if command -v valgrind >/dev/null; then
+    step "Redis server instructions per delivery (callgrind, a private redis-server)"
+    bash benches/redis-instructions.sh 3000 > "$runs/redis-instructions.json"
+else
+    step "no valgrind: Redis instructions per delivery skipped"
+fi
+
 step "criterion: verification per scheme next to raw HMAC-SHA256; the layer next to the bare service"
 cargo bench -q -p webhook-armor-benches --bench verify --bench pipeline -- "${criterion_args[@]}" \
     > "$runs/criterion.txt" 2>&1

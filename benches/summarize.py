@@ -202,6 +202,15 @@ def main():
                   + f" | {cpu_us(r, 'baseline_machine_cpu_us_per_post')} | "
                   f"{percent(r, 'steal_percent')} |")
     md.append("")
+    instructions_path = Path(runs) / "redis-instructions.json"
+    if instructions_path.exists():
+        r = load(instructions_path)
+        result["redis_instructions"] = r
+        md.append(f"**Redis server instructions per delivery** (`benches/redis-instructions.sh`, "
+                  f"callgrind, {r['deliveries']:,} deliveries): {r['redis_instructions_per_delivery']:,}. "
+                  "A count, not a time: it moves 1-2% between runs whatever else the machine does, "
+                  "so it compares the Redis scripts across runs and machines where the rates cannot.")
+        md.append("")
 
     # Queue alone.
     md.append("### Queue alone: enqueue + lease + ack")
