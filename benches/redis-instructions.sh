@@ -8,6 +8,8 @@
 # what else the machine is doing (repeat runs agree within 1%), so it
 # compares two versions of the Redis scripts on a noisy machine. It counts
 # the server only: not the bench process, the receiver or the kernel.
+# DELIVERY_BIN runs another build of the delivery bench (an older commit's,
+# to compare); it must keep its keys when BENCH_KEEP_KEYS is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-3000}
@@ -29,7 +31,7 @@ done
 # Count from here: start-up is not a delivery.
 callgrind_control -z "$server" >/dev/null 2>&1
 BENCH_KEEP_KEYS=1 REDIS_URL="redis://127.0.0.1:$port" \
-    target/release/delivery-throughput redis "$count" > "$work/bench.json"
+    ${DELIVERY_BIN:-target/release/delivery-throughput} redis "$count" > "$work/bench.json"
 callgrind_control -d "$server" >/dev/null 2>&1
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
 wait "$server" || true
