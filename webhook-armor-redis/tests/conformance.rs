@@ -13,10 +13,10 @@ webhook_armor::conformance_tests!(redis);
 /// The same suite with every enqueue and ack a script call of its own.
 mod without_group_commit {
     use webhook_armor::conformance::Backend;
-    use webhook_armor_redis::RedisConfig;
 
     async fn redis() -> Backend {
-        let config = RedisConfig::new(super::common::unique_prefix("conf1")).group_commit(false);
+        let config =
+            super::common::config(super::common::unique_prefix("conf1")).group_commit(false);
         Backend::from_shared(super::common::backend_with(config).await)
     }
 
@@ -47,11 +47,11 @@ mod delivery {
     /// Each attempt appended on its own rather than in batches.
     mod without_group_commit {
         use webhook_armor::conformance::DeliveryBackend;
-        use webhook_armor_redis::RedisConfig;
 
         async fn redis() -> DeliveryBackend {
-            let config = RedisConfig::new(super::super::common::unique_prefix("delivery1"))
-                .group_commit(false);
+            let config =
+                super::super::common::config(super::super::common::unique_prefix("delivery1"))
+                    .group_commit(false);
             super::stores(super::super::common::backend_with(config).await)
         }
 

@@ -11,7 +11,6 @@ use std::time::Duration;
 use webhook_armor::conformance::load;
 use webhook_armor::queue::{NewJob, Queue};
 use webhook_armor::{HandlerError, Job, Worker};
-use webhook_armor_redis::RedisConfig;
 
 /// Counts handler runs per job id.
 type Runs = Arc<Mutex<HashMap<String, u32>>>;
@@ -38,7 +37,7 @@ async fn ten_thousand_concurrent_deliveries_of_one_id_enqueue_once() {
 async fn four_workers_on_separate_connections_drain_20000_jobs_exactly_once() {
     let prefix = common::unique_prefix("drain");
     let connect = || async {
-        Arc::new(common::backend_with(RedisConfig::new(&prefix)).await) as Arc<dyn Queue>
+        Arc::new(common::backend_with(common::config(&prefix)).await) as Arc<dyn Queue>
     };
     load::workers_drain_exactly_once(connect, 20_000, 4).await;
 }
@@ -49,7 +48,7 @@ async fn four_workers_on_separate_connections_drain_20000_jobs_exactly_once() {
 #[ignore = "run by crash_test_a_killed_worker_loses_no_job as its child process"]
 async fn crash_child_leases_and_hangs() {
     let prefix = std::env::var("WA_CRASH_PREFIX").expect("run by the crash test");
-    let backend = common::backend_with(RedisConfig::new(prefix)).await;
+    let backend = common::backend_with(common::config(prefix)).await;
     let leases = backend.lease(1000, Duration::from_secs(2)).await.unwrap();
     println!("LEASED {}", leases.len());
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -59,7 +58,7 @@ async fn crash_child_leases_and_hangs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_test_a_killed_worker_loses_no_job() {
     let prefix = common::unique_prefix("crash");
-    let backend = Arc::new(common::backend_with(RedisConfig::new(&prefix)).await);
+    let backend = Arc::new(common::backend_with(common::config(&prefix)).await);
     for i in 0..50 {
         backend
             .enqueue(NewJob::new(format!("job-{i}"), "{}"))

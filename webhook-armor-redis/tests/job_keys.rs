@@ -78,7 +78,7 @@ async fn an_acked_job_leaves_only_an_expiring_marker() {
 #[tokio::test]
 async fn a_completed_id_in_the_ready_list_is_skipped() {
     let prefix = common::unique_prefix("job-keys-skip");
-    let backend = common::backend_with(RedisConfig::new(&prefix)).await;
+    let backend = common::backend_with(common::config(&prefix)).await;
     let mut redis = connection().await;
     for id in ["before", "done", "after"] {
         backend.enqueue(NewJob::new(id, id)).await.unwrap();
@@ -120,7 +120,7 @@ async fn a_completed_id_in_the_ready_list_is_skipped() {
 #[tokio::test]
 async fn a_lease_without_its_deadline_in_the_hash_is_fenced_by_the_index() {
     let prefix = common::unique_prefix("job-keys-upgrade");
-    let backend = common::backend_with(RedisConfig::new(&prefix)).await;
+    let backend = common::backend_with(common::config(&prefix)).await;
     let mut redis = connection().await;
     backend.enqueue(NewJob::new("a", "a")).await.unwrap();
     backend.enqueue(NewJob::new("b", "b")).await.unwrap();

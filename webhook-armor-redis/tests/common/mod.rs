@@ -19,6 +19,16 @@ fn fastrand_u64() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
+/// How long the tests' completed jobs are remembered: long enough for any
+/// test to see a completed id refused, short enough that what a run leaves
+/// in Redis expires by itself (the default is 24 h).
+pub const TEST_RETENTION: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The tests' configuration for `prefix`: [`TEST_RETENTION`].
+pub fn config(prefix: impl Into<String>) -> RedisConfig {
+    RedisConfig::new(prefix).completed_retention(TEST_RETENTION)
+}
+
 /// A backend on a fresh prefix. Panics (fails the test) if Redis is not
 /// reachable: a backend test never skips silently.
 pub async fn backend_with(config: RedisConfig) -> RedisBackend {
@@ -29,5 +39,5 @@ pub async fn backend_with(config: RedisConfig) -> RedisBackend {
 }
 
 pub async fn backend(test: &str) -> RedisBackend {
-    backend_with(RedisConfig::new(unique_prefix(test))).await
+    backend_with(config(unique_prefix(test))).await
 }
