@@ -28,6 +28,9 @@ rm -rf "$runs" && mkdir -p "$runs"
 # The machine's CPU counters, so the summary can say how much of the run the
 # hypervisor gave to other guests (steal).
 head -1 /proc/stat > "$runs/proc-stat-start"
+# What was measured and when, for the summary (which may run later).
+date -u +"%Y-%m-%d %H:%M UTC" > "$runs/started-at"
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!benches/results' || echo -dirty)" > "$runs/commit"
 
 step() { echo "== $*" >&2; }
 
@@ -81,4 +84,5 @@ cargo bench -q -p webhook-armor-benches --bench verify --bench pipeline -- "${cr
     > "$runs/criterion.txt" 2>&1
 
 head -1 /proc/stat > "$runs/proc-stat-end"
+date -u +"%Y-%m-%d %H:%M UTC" > "$runs/finished-at"
 python3 benches/summarize.py "$runs" target/criterion benches/results

@@ -52,7 +52,15 @@ def criterion_ns(criterion, group, bench, param=None):
         return json.load(f)["mean"]["point_estimate"]
 
 
-def machine():
+def recorded(runs, name):
+    """A line run.sh wrote into the run's folder, or None (an older run)."""
+    try:
+        return (Path(runs) / name).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def machine(runs):
     model = "unknown CPU"
     try:
         for line in open("/proc/cpuinfo"):
@@ -61,14 +69,21 @@ def machine():
                 break
     except OSError:
         pass
-    commit = subprocess.run(
+    # The run's own record: the summary may be made later, at another commit.
+    commit = recorded(runs, "commit") or subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    started, finished = recorded(runs, "started-at"), recorded(runs, "finished-at")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if started and finished:
+        date = f"{started} to {finished[-9:]}" if started[:10] == finished[:10] else f"{started} to {finished}"
+    else:
+        date = started or now
     return {
         "cpus": os.cpu_count(),
         "cpu": model,
         "kernel": platform.release(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": date,
         "commit": commit,
     }
 
@@ -102,7 +117,7 @@ def verdict(ok):
 
 def main():
     runs, criterion, out = sys.argv[1:4]
-    result = {"machine": machine(), "inbound": {}, "delivery": {}, "queue": {}, "verify": {}}
+    result = {"machine": machine(runs), "inbound": {}, "delivery": {}, "queue": {}, "verify": {}}
     md = []
     m = result["machine"]
     md.append(f"Measured {m['date']} at commit `{m['commit']}` on {m['cpus']} × {m['cpu']} "
