@@ -10,7 +10,7 @@ use redis::Script;
 
 /// The Lua prelude of every queue script: `now`, the server time in
 /// milliseconds (and `now_text`, the same as a string), `call_chunked`,
-/// `failed` and `text`.
+/// `failed`, `text` and `held`.
 ///
 /// `call_chunked(command, key, values)` runs `command key v1 v2 ...` over
 /// `values` in chunks: one command per batch rather than one per job (each
@@ -26,6 +26,11 @@ use redis::Script;
 /// with `snprintf("%.14g")`, a few thousand instructions each; per job
 /// that was 8.7% of the server's instructions in the delivery bench
 /// (callgrind), and a batch mostly repeats the same few values.
+///
+/// `held(job_key, leased_key, id, token)` is the fencing rule of ack, nack,
+/// defer and dead-letter: the job is leased under `token` and its deadline
+/// is ahead. The deadline comes from the job's `dl` field, or from `leased`
+/// for a job leased before the field was written.
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -47,6 +52,12 @@ local function text(number)
   return written
 end
 local now_text = text(now)
+local function held(job_key, leased_key, id, token)
+  local f = redis.pcall('HMGET', job_key, 'st', 'tok', 'dl')
+  if failed(f) or f[1] ~= 'l' or f[2] ~= token then return false end
+  local deadline = f[3] or redis.call('ZSCORE', leased_key, id)
+  return deadline and tonumber(deadline) > now
+end
 ";
 
 fn script(body: &str) -> Script {
@@ -126,11 +137,12 @@ if not ids then return {} end
 local deadline = text(now + tonumber(ARGV[2]))
 local leased = {}
 local deadlines = {}
+local n = 0
 for _, id in ipairs(ids) do
   local key = prefix .. id
   local f = redis.pcall('HMGET', key, 'payload', 'meta', 'enq', 'err', 'attempt')
   if not failed(f) and f[1] then
-    local n = #deadlines / 2 + 1
+    n = n + 1
     local token = ARGV[3 + n]
     local attempt = (tonumber(f[5]) or 0) + 1
     redis.call('HSET', key, 'st', 'l', 'tok', token, 'attempt', text(attempt), 'dl', deadline)
@@ -151,15 +163,11 @@ return leased
     )
 });
 
-/// The fencing check shared by nack, defer and dead-letter (ack repeats it
-/// per job): the lease must be current and its deadline ahead. A job leased
-/// before the deadline was kept in the hash has its deadline read from
-/// `leased`. KEYS[1] job, KEYS[2] leased; ARGV[1] id, ARGV[2] token.
+/// The opening of nack, defer and dead-letter: refuse unless the lease is
+/// [held](PRELUDE), then take the job out of `leased`. KEYS[1] job,
+/// KEYS[2] leased; ARGV[1] id, ARGV[2] token.
 const HELD: &str = r"
-local f = redis.pcall('HMGET', KEYS[1], 'st', 'tok', 'dl')
-if failed(f) or f[1] ~= 'l' or f[2] ~= ARGV[2] then return 0 end
-local deadline = f[3] or redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not deadline or tonumber(deadline) <= now then return 0 end
+if not held(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 ";
 
@@ -280,7 +288,7 @@ return results
     )
 });
 
-/// Ack many leases, each fenced like [`HELD`]. KEYS: leased, then one job key
+/// Ack many leases, each fenced by `held` (see [`PRELUDE`]). KEYS: leased, then one job key
 /// per lease. ARGV: retention ms, then id and token per lease. Returns 1
 /// (acked) or 0 (lease lost) per lease, in order.
 ///
@@ -297,15 +305,11 @@ local done = {}
 for i = 1, #KEYS - 1 do
   local key = KEYS[1 + i]
   local id = ARGV[2 * i]
-  local f = redis.pcall('HMGET', key, 'st', 'tok', 'dl')
   local acked = 0
-  if not failed(f) and f[1] == 'l' and f[2] == ARGV[2 * i + 1] then
-    local deadline = f[3] or redis.call('ZSCORE', KEYS[1], id)
-    if deadline and tonumber(deadline) > now then
-      done[#done + 1] = id
-      redis.call('SET', key, 'c', 'PX', ARGV[1])
-      acked = 1
-    end
+  if held(key, KEYS[1], id, ARGV[2 * i + 1]) then
+    done[#done + 1] = id
+    redis.call('SET', key, 'c', 'PX', ARGV[1])
+    acked = 1
   end
   results[i] = acked
 end
