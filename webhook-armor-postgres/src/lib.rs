@@ -29,7 +29,8 @@
 //! - Idle workers wait on `LISTEN`; each committed batch of enqueues sends one
 //!   `NOTIFY`. The worker's poll interval remains as a safety net.
 //! - A maintenance task prunes completed jobs, expired idempotency keys and old
-//!   attempt rows on [`PostgresConfig::completed_retention`], and the queue
+//!   attempt rows on [`PostgresConfig::completed_retention`], outbound delivery
+//!   attempts on [`PostgresConfig::attempt_retention`], and the queue
 //!   table is tuned for aggressive autovacuum, so tables do not grow without bound.
 
 mod batch;
@@ -62,6 +63,7 @@ pub struct PostgresConfig {
     schema: String,
     max_connections: u32,
     completed_retention: Duration,
+    attempt_retention: Duration,
     maintenance_interval: Duration,
     group_commit: bool,
     batches_in_flight: usize,
@@ -75,6 +77,7 @@ impl PostgresConfig {
             schema: schema.into(),
             max_connections: 10,
             completed_retention: Duration::from_secs(24 * 60 * 60),
+            attempt_retention: Duration::from_secs(7 * 24 * 60 * 60),
             maintenance_interval: Duration::from_secs(30),
             group_commit: true,
             batches_in_flight: webhook_armor::batch::DEFAULT_IN_FLIGHT,
@@ -91,6 +94,16 @@ impl PostgresConfig {
     /// idempotency keys and attempt rows are kept (default 24 h).
     pub fn completed_retention(mut self, retention: Duration) -> Self {
         self.completed_retention = retention;
+        self
+    }
+
+    /// How long outbound delivery attempts (the log behind
+    /// `AttemptLog::for_message`, `for_endpoint` and endpoint stats) are
+    /// kept, counted from each attempt's end (default 7 days). The
+    /// maintenance task deletes older rows, so the log does not grow
+    /// without bound.
+    pub fn attempt_retention(mut self, retention: Duration) -> Self {
+        self.attempt_retention = retention;
         self
     }
 

@@ -1,9 +1,12 @@
-//! Retention: completed jobs (with their attempt log) and expired idempotency
-//! keys are deleted in small batches, so tables stay bounded without long locks.
+//! Retention: completed jobs (with their attempt log), expired idempotency
+//! keys and old delivery attempts are deleted in small batches, so tables
+//! stay bounded without long locks.
 
 use std::sync::Weak;
 
 use sqlx::PgPool;
+
+use webhook_armor::clock::unix_millis_now;
 
 use crate::{PostgresConfig, millis};
 
@@ -19,15 +22,29 @@ pub(crate) fn spawn(pool: PgPool, config: PostgresConfig, alive: Weak<()>) {
             if alive.upgrade().is_none() {
                 return;
             }
-            if let Err(error) = prune(&pool, millis(config.completed_retention)).await {
+            let retention = Retention {
+                completed_ms: millis(config.completed_retention),
+                attempts_ms: millis(config.attempt_retention),
+            };
+            if let Err(error) = prune(&pool, retention).await {
                 tracing::warn!(%error, "pruning finished work failed; will retry");
             }
         }
     });
 }
 
-/// Deletes what retention allows; returns the number of jobs and keys removed.
-pub(crate) async fn prune(pool: &PgPool, retention_ms: i64) -> Result<u64, sqlx::Error> {
+/// How long finished work is kept, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    /// Completed jobs and their attempt rows.
+    pub completed_ms: i64,
+    /// Outbound delivery attempts, from each attempt's end.
+    pub attempts_ms: i64,
+}
+
+/// Deletes what retention allows; returns the number of jobs, keys and
+/// delivery attempts removed.
+pub(crate) async fn prune(pool: &PgPool, retention: Retention) -> Result<u64, sqlx::Error> {
     // A pruned job takes its attempt log with it.
     let completed_jobs = "WITH gone AS (
             DELETE FROM jobs WHERE id IN (
@@ -42,12 +59,26 @@ pub(crate) async fn prune(pool: &PgPool, retention_ms: i64) -> Result<u64, sqlx:
                 SELECT key FROM idempotency_keys WHERE expires_at < now() LIMIT $1)
             RETURNING 1)
         SELECT count(*) FROM gone";
+    // `at_ms` is Unix ms on the deliverer's clock, so the cut-off is taken
+    // on ours (saturating: a retention of years must not overflow). The
+    // BRIN index on it (migration 0005) finds the old pages;
+    // ctid = ANY(ARRAY(..)) deletes the batch by tuple address.
+    let old_attempts = "WITH gone AS (
+            DELETE FROM delivery_attempts WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM delivery_attempts WHERE at_ms < $2 LIMIT $1))
+            RETURNING 1)
+        SELECT count(*) FROM gone";
+    let attempts_cutoff_ms = unix_millis_now().saturating_sub(retention.attempts_ms);
     let mut removed = 0;
-    for (statement, uses_retention) in [(completed_jobs, true), (expired_keys, false)] {
+    for (statement, parameter) in [
+        (completed_jobs, Some(retention.completed_ms)),
+        (expired_keys, None),
+        (old_attempts, Some(attempts_cutoff_ms)),
+    ] {
         loop {
             let mut query = sqlx::query_scalar::<_, i64>(statement).bind(PRUNE_BATCH);
-            if uses_retention {
-                query = query.bind(retention_ms);
+            if let Some(parameter) = parameter {
+                query = query.bind(parameter);
             }
             let deleted = query.fetch_one(pool).await?;
             removed += u64::try_from(deleted).unwrap_or(0);

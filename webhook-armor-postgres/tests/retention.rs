@@ -71,3 +71,58 @@ async fn completed_jobs_their_attempts_and_expired_keys_are_pruned() {
     assert_eq!(count(&backend, "dead_letters").await, 1);
     backend.ack(&kept).await.unwrap();
 }
+
+/// Delivery attempts older than `attempt_retention` are deleted, in more
+/// than one batch, and younger ones stay where both queries find them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_attempts_older_than_their_retention_are_pruned() {
+    use webhook_armor::clock::unix_millis_now;
+    use webhook_armor::deliver::{AttemptLog, DeliveryAttempt};
+
+    let config = PostgresConfig::new(common::unique_schema("attempt_ttl"))
+        .max_connections(4)
+        .attempt_retention(Duration::from_secs(3600))
+        .maintenance_interval(Duration::from_millis(100));
+    let backend = common::backend_with(config).await;
+    // Two hours old: past the retention. More than one prune batch (5,000).
+    let old_ms = unix_millis_now() - 2 * 3600 * 1000;
+    let old: Vec<_> = (0..6_000u32)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let attempt = DeliveryAttempt::new(
+                    format!("old-{i}"),
+                    "ep-shared",
+                    1,
+                    old_ms + i64::from(i),
+                    "delivered",
+                );
+                backend.record(attempt).await
+            })
+        })
+        .collect();
+    for recorded in old {
+        recorded.await.unwrap().unwrap();
+    }
+    let recent = DeliveryAttempt::new("recent", "ep-shared", 1, unix_millis_now(), "delivered");
+    backend.record(recent.clone()).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while count(&backend, "delivery_attempts").await > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "old delivery attempts were not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        backend.for_message("recent").await.unwrap(),
+        vec![recent.clone()]
+    );
+    assert!(backend.for_message("old-0").await.unwrap().is_empty());
+    assert_eq!(
+        backend.for_endpoint("ep-shared", 100).await.unwrap(),
+        vec![recent],
+        "the endpoint's log keeps only the attempt inside the retention"
+    );
+}

@@ -14,8 +14,6 @@ use crate::{Keys, RedisBackend, backend};
 
 /// Attempts kept per endpoint (the newest).
 const ATTEMPTS_PER_ENDPOINT: isize = 10_000;
-/// How long a message's attempts are kept.
-const ATTEMPT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Optimistic circuit updates retried this often before giving up.
 const CAS_ATTEMPTS: usize = 20;
 
@@ -276,14 +274,18 @@ pub(crate) type AttemptRequest = (DeliveryAttempt, tokio::sync::oneshot::Sender<
 /// commit is off.
 ///
 /// A batch's attempts to one endpoint (or of one message) go in one RPUSH,
-/// trimmed (or given their expiry) once: concurrent deliveries mostly share
+/// trimmed and given their expiry once: concurrent deliveries mostly share
 /// endpoints, and each command costs the server its own parse and dispatch.
 async fn append_attempts<'a>(
     connection: &mut redis::aio::ConnectionManager,
     keys: &Keys,
+    retention: Duration,
     attempts: impl IntoIterator<Item = &'a DeliveryAttempt>,
 ) -> redis::RedisResult<()> {
-    let retention = i64::try_from(ATTEMPT_RETENTION.as_secs()).unwrap_or(i64::MAX);
+    // At least 1 ms: PEXPIRE 0 would delete the list at once.
+    let retention = i64::try_from(retention.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
     let attempts: Vec<&DeliveryAttempt> = attempts.into_iter().collect();
     let json: Vec<String> = attempts
         .iter()
@@ -300,7 +302,7 @@ async fn append_attempts<'a>(
         let key = format!("{}:attempts:msg:{message}", keys.tag);
         pipe.rpush(&key, values(positions))
             .ignore()
-            .expire(&key, retention)
+            .pexpire(&key, retention)
             .ignore();
     }
     for (endpoint, positions) in &by_endpoint {
@@ -308,6 +310,8 @@ async fn append_attempts<'a>(
         pipe.rpush(&key, values(positions))
             .ignore()
             .ltrim(&key, -ATTEMPTS_PER_ENDPOINT, -1)
+            .ignore()
+            .pexpire(&key, retention)
             .ignore();
     }
     pipe.query_async::<()>(connection).await
@@ -332,13 +336,14 @@ fn grouped<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(&'a str, Vec<usize>
 pub(crate) fn spawn_attempt_logger(
     connection: redis::aio::ConnectionManager,
     keys: Keys,
+    retention: Duration,
     in_flight: usize,
 ) -> tokio::sync::mpsc::Sender<AttemptRequest> {
     webhook_armor::batch::spawn_batcher(in_flight, move |batch: Vec<AttemptRequest>| {
         let (mut connection, keys) = (connection.clone(), keys.clone());
         async move {
-            let stored =
-                append_attempts(&mut connection, &keys, batch.iter().map(|(a, _)| a)).await;
+            let attempts = batch.iter().map(|(a, _)| a);
+            let stored = append_attempts(&mut connection, &keys, retention, attempts).await;
             for (_, reply) in batch {
                 let _ = reply.send(match &stored {
                     Ok(()) => Ok(()),
@@ -355,7 +360,8 @@ pub(crate) fn spawn_attempt_logger(
 impl AttemptLog for RedisBackend {
     async fn record(&self, attempt: DeliveryAttempt) -> Result<()> {
         let Some(logger) = &self.attempts else {
-            return append_attempts(&mut self.connection(), &self.keys, [&attempt])
+            let retention = self.config.attempt_retention;
+            return append_attempts(&mut self.connection(), &self.keys, retention, [&attempt])
                 .await
                 .map_err(backend);
         };

@@ -38,8 +38,10 @@
 //!
 //! # Memory
 //! Idempotency keys expire on their TTL; completed jobs keep only their id and
-//! expire after [`RedisConfig::completed_retention`]. Dead letters stay until
-//! discarded: they are what an operator must see.
+//! expire after [`RedisConfig::completed_retention`]. Outbound delivery
+//! attempts expire after [`RedisConfig::attempt_retention`], and each
+//! endpoint keeps its newest 10,000. Dead letters stay until discarded: they
+//! are what an operator must see.
 
 mod batch;
 mod dead_letter;
@@ -65,6 +67,7 @@ use webhook_armor::{Error, Result};
 pub struct RedisConfig {
     prefix: String,
     completed_retention: Duration,
+    attempt_retention: Duration,
     idle_poll: Duration,
     group_commit: bool,
     batches_in_flight: usize,
@@ -77,6 +80,7 @@ impl RedisConfig {
         Self {
             prefix: prefix.into(),
             completed_retention: Duration::from_secs(24 * 60 * 60),
+            attempt_retention: Duration::from_secs(7 * 24 * 60 * 60),
             idle_poll: Duration::from_millis(50),
             group_commit: true,
             batches_in_flight: webhook_armor::batch::DEFAULT_IN_FLIGHT,
@@ -104,6 +108,15 @@ impl RedisConfig {
     /// How long a completed job's id is kept to refuse duplicates (default 24 h).
     pub fn completed_retention(mut self, retention: Duration) -> Self {
         self.completed_retention = retention;
+        self
+    }
+
+    /// How long outbound delivery attempts are kept (default 7 days): a
+    /// message's attempts expire this long after its latest one, an
+    /// endpoint's list (its newest 10,000, behind `for_endpoint` and its
+    /// stats) this long after the endpoint's latest attempt.
+    pub fn attempt_retention(mut self, retention: Duration) -> Self {
+        self.attempt_retention = retention;
         self
     }
 
@@ -224,6 +237,7 @@ impl RedisBackend {
             delivery::spawn_attempt_logger(
                 connection.clone(),
                 keys.clone(),
+                config.attempt_retention,
                 config.batches_in_flight,
             )
         });

@@ -13,14 +13,6 @@ use webhook_armor_redis::RedisConfig;
 const RETENTION: Duration = Duration::from_secs(90);
 const LEASE: Duration = Duration::from_secs(30);
 
-async fn connection() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis reachable")
-}
-
 async fn key_type(redis: &mut redis::aio::MultiplexedConnection, key: &str) -> String {
     redis::cmd("TYPE")
         .arg(key)
@@ -36,7 +28,7 @@ async fn an_acked_job_leaves_only_an_expiring_marker() {
     let prefix = common::unique_prefix("job-keys-ack");
     let backend =
         common::backend_with(RedisConfig::new(&prefix).completed_retention(RETENTION)).await;
-    let mut redis = connection().await;
+    let mut redis = common::connection().await;
     let job_key = format!("{{{prefix}}}:job:job-1");
     backend
         .enqueue(NewJob::new("job-1", vec![7u8; 4096]).with_metadata("k", "v"))
@@ -79,7 +71,7 @@ async fn an_acked_job_leaves_only_an_expiring_marker() {
 async fn a_completed_id_in_the_ready_list_is_skipped() {
     let prefix = common::unique_prefix("job-keys-skip");
     let backend = common::backend_with(common::config(&prefix)).await;
-    let mut redis = connection().await;
+    let mut redis = common::connection().await;
     for id in ["before", "done", "after"] {
         backend.enqueue(NewJob::new(id, id)).await.unwrap();
     }
@@ -121,7 +113,7 @@ async fn a_completed_id_in_the_ready_list_is_skipped() {
 async fn a_lease_without_its_deadline_in_the_hash_is_fenced_by_the_index() {
     let prefix = common::unique_prefix("job-keys-upgrade");
     let backend = common::backend_with(common::config(&prefix)).await;
-    let mut redis = connection().await;
+    let mut redis = common::connection().await;
     backend.enqueue(NewJob::new("a", "a")).await.unwrap();
     backend.enqueue(NewJob::new("b", "b")).await.unwrap();
     let leases = backend.lease(2, LEASE).await.unwrap();

@@ -30,6 +30,40 @@ pub struct DeliveryAttempt {
     pub response_snippet: String,
 }
 
+impl DeliveryAttempt {
+    /// An attempt of `message_id` to `endpoint_id` that ended at `at_ms`
+    /// with `outcome`; no status, no error, no snippet, 0 ms latency. The
+    /// fields are public: set the rest on the value. For a backend's own
+    /// tests, and for anything that logs attempts made elsewhere.
+    ///
+    /// ```
+    /// use webhook_armor::deliver::DeliveryAttempt;
+    ///
+    /// let mut attempt = DeliveryAttempt::new("msg_1", "ep_1", 1, 1_700_000_000_000, "delivered");
+    /// attempt.status = Some(200);
+    /// assert_eq!(attempt.error, None);
+    /// ```
+    pub fn new(
+        message_id: impl Into<String>,
+        endpoint_id: impl Into<String>,
+        attempt: u32,
+        at_ms: i64,
+        outcome: impl Into<String>,
+    ) -> Self {
+        Self {
+            message_id: message_id.into(),
+            endpoint_id: endpoint_id.into(),
+            attempt,
+            at_ms,
+            status: None,
+            latency_ms: 0,
+            outcome: outcome.into(),
+            error: None,
+            response_snippet: String::new(),
+        }
+    }
+}
+
 /// Figures of one endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
