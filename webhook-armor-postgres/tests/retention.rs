@@ -74,6 +74,7 @@ async fn completed_jobs_their_attempts_and_expired_keys_are_pruned() {
 
 /// Delivery attempts older than `attempt_retention` are deleted, in more
 /// than one batch, and younger ones stay where both queries find them.
+#[cfg(feature = "deliver")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_attempts_older_than_their_retention_are_pruned() {
     use webhook_armor::clock::unix_millis_now;

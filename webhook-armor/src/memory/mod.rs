@@ -8,8 +8,8 @@
 //!
 //! Time is read from `tokio::time`, so tests can pause and advance it.
 
-#[cfg(feature = "deliver")]
 mod chunked;
+#[cfg(feature = "deliver")]
 mod delivery;
 mod events;
 mod idempotency;
