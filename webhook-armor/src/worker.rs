@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tower::{Service, ServiceExt};
 
@@ -98,6 +98,12 @@ where
     }
 
     /// At most `jobs` handlers run at once (at least 1).
+    ///
+    /// A job's slot is freed as soon as its handler returns; recording the
+    /// result (ack, nack, dead letter) happens outside it, with at most
+    /// `jobs` results being recorded at once. So a store whose writes wait
+    /// for a batch (Redis, PostgreSQL) does not hold handler slots idle, and
+    /// at most twice `jobs` leases are out at a time.
     pub fn concurrency(mut self, jobs: usize) -> Self {
         self.concurrency = jobs.max(1);
         self
@@ -131,6 +137,7 @@ where
     /// Processes jobs until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let permits = Arc::new(Semaphore::new(self.concurrency));
+        let settling = Arc::new(Semaphore::new(self.concurrency));
         let running: Arc<Mutex<HashMap<LeaseToken, Lease>>> = Arc::default();
         let mut tasks = JoinSet::new();
         let context = Arc::new(JobContext {
@@ -147,31 +154,25 @@ where
         let refill_at = (self.batch_size.min(self.concurrency) / 4).max(1);
         'run: loop {
             while tasks.try_join_next().is_some() {}
-            let free = permits.available_permits();
-            if free == 0 {
+            if permits.available_permits() == 0 {
+                // A slot frees when a handler returns, before its result is
+                // recorded, so wait on the slots rather than on the tasks.
                 tokio::select! {
                     () = &mut shutdown => break,
-                    _ = tasks.join_next() => continue,
+                    _ = permits.acquire() => continue,
                 }
             }
-            if free < refill_at && !tasks.is_empty() {
+            if permits.available_permits() < refill_at {
                 // Jobs finish one by one; leasing after each would cost a
                 // lease call (a database function, a script) per job. Let a
                 // few more finish, within a bound that a slow handler never
                 // notices, and take them in one call.
-                let window = tokio::time::sleep(LEASE_COALESCING);
-                tokio::pin!(window);
-                loop {
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => break 'run,
-                        () = &mut window => break,
-                        joined = tasks.join_next() => {
-                            if joined.is_none() || permits.available_permits() >= refill_at {
-                                break;
-                            }
-                        }
-                    }
+                let refill = u32::try_from(refill_at).unwrap_or(u32::MAX);
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break 'run,
+                    () = tokio::time::sleep(LEASE_COALESCING) => {}
+                    _ = permits.acquire_many(refill) => {}
                 }
             }
             let free = permits.available_permits();
@@ -198,6 +199,10 @@ where
                             .lock()
                             .expect("poisoned")
                             .insert(lease.token.clone(), lease.clone());
+                        let slot = HandlerSlot {
+                            permit,
+                            settling: settling.clone(),
+                        };
                         let handler = self.handler.clone();
                         let context = context.clone();
                         let running = running.clone();
@@ -206,9 +211,8 @@ where
                                 running,
                                 token: lease.token.clone(),
                             };
-                            context.process(handler, lease).await;
+                            context.process(handler, lease, slot).await;
                             entry.finished();
-                            drop(permit);
                         });
                     }
                 }
@@ -279,6 +283,27 @@ impl Drop for RunningEntry {
     }
 }
 
+/// A job's place among the running handlers.
+struct HandlerSlot {
+    permit: OwnedSemaphorePermit,
+    settling: Arc<Semaphore>,
+}
+
+impl HandlerSlot {
+    /// Trades the handler's slot for a place among the results being
+    /// recorded, once one is free. Recording waits for the store (a batch,
+    /// a round trip); the next job's handler need not.
+    async fn into_settling(self) -> OwnedSemaphorePermit {
+        let settling = self
+            .settling
+            .acquire_owned()
+            .await
+            .expect("the settling semaphore is never closed");
+        drop(self.permit);
+        settling
+    }
+}
+
 /// What every job task needs, shared.
 struct JobContext {
     queue: Arc<dyn Queue>,
@@ -300,7 +325,7 @@ impl JobContext {
         bus.publish(event);
     }
 
-    async fn process<S>(&self, handler: S, lease: Lease)
+    async fn process<S>(&self, handler: S, lease: Lease, slot: HandlerSlot)
     where
         S: Service<Job, Response = ()>,
         S::Error: Into<BoxError> + Send + 'static,
@@ -309,6 +334,7 @@ impl JobContext {
         self.publish(job, LifecycleState::Processing, None);
         let outcome =
             tokio::time::timeout(self.handler_deadline, handler.oneshot(job.clone())).await;
+        let _settling = slot.into_settling().await;
         let failure = match outcome {
             Ok(Ok(())) => {
                 match self.queue.ack(&lease).await {

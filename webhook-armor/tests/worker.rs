@@ -487,15 +487,18 @@ async fn a_panicking_handler_abandons_its_lease_and_the_job_runs_again() {
     assert_eq!((stats.leased, stats.ready), (0, 0));
 }
 
-/// A queue that counts the lease calls that returned jobs.
-#[derive(Debug)]
-struct CountingLeases {
+/// A memory queue that counts the lease calls that returned jobs and, with
+/// `ack_gate`, holds each ack until the test adds a permit: a store whose
+/// writes wait for a batch, slowed down at will.
+#[derive(Debug, Default)]
+struct InstrumentedQueue {
     inner: MemoryQueue,
     calls: std::sync::atomic::AtomicUsize,
+    ack_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[async_trait::async_trait]
-impl Queue for CountingLeases {
+impl Queue for InstrumentedQueue {
     async fn enqueue(&self, job: NewJob) -> webhook_armor::Result<webhook_armor::queue::Enqueued> {
         self.inner.enqueue(job).await
     }
@@ -511,6 +514,9 @@ impl Queue for CountingLeases {
         Ok(leased)
     }
     async fn ack(&self, lease: &webhook_armor::queue::Lease) -> webhook_armor::Result<()> {
+        if let Some(gate) = &self.ack_gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
         self.inner.ack(lease).await
     }
     async fn nack(
@@ -550,10 +556,7 @@ impl Queue for CountingLeases {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_finishing_one_by_one_are_leased_in_batches() {
     const JOBS: usize = 2_000;
-    let queue = Arc::new(CountingLeases {
-        inner: MemoryQueue::new(),
-        calls: Default::default(),
-    });
+    let queue = Arc::new(InstrumentedQueue::default());
     for i in 0..JOBS {
         queue
             .enqueue(NewJob::new(format!("evt_{i}"), &b"{}"[..]))
@@ -596,4 +599,59 @@ async fn jobs_finishing_one_by_one_are_leased_in_batches() {
     // 2,000 jobs at 64 per call would be 32 calls; leasing per finished job
     // would be close to 2,000. At least 16 jobs per call on average.
     assert!(calls <= JOBS / 16, "{calls} lease calls for {JOBS} jobs");
+}
+
+/// A handler's slot is free as soon as it returns: while acks wait on the
+/// store, the next jobs' handlers run. Results being recorded are bounded
+/// too (by the concurrency), so leases out stay at most twice it.
+#[tokio::test(start_paused = true)]
+async fn handlers_do_not_wait_for_their_acks_and_pending_acks_are_bounded() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let queue = Arc::new(InstrumentedQueue {
+        ack_gate: Some(gate.clone()),
+        ..InstrumentedQueue::default()
+    });
+    for i in 0..5 {
+        queue
+            .enqueue(NewJob::new(format!("evt_{i}"), &b"{}"[..]))
+            .await
+            .unwrap();
+    }
+    let calls = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let calls = calls.clone();
+        tower::service_fn(move |_job: Job| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), HandlerError>(()) }
+        })
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::new(queue.clone(), handler)
+            .concurrency(2)
+            .poll_interval(Duration::from_millis(10))
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Two acks wait (the settling bound), two more handlers have run and
+    // wait for a place to record their result, holding both slots.
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "handlers ran past acks that had not landed, up to the bound"
+    );
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.leased, stats.ready), (4, 1));
+
+    gate.add_permits(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.stats().await.unwrap().depth() > 0 {
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 5, "each job handled once");
+    let _ = stop.send(());
+    worker.await.unwrap();
 }

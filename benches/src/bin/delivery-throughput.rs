@@ -41,15 +41,23 @@ use webhook_armor::{RetryPolicy, Worker};
 
 /// Deliveries the worker runs at once (and bare POSTs the baseline keeps in
 /// flight), per store: as a deployment would size it. A delivery holds its
-/// slot until its attempt is logged and its job acked; against a shared
-/// store each of those waits for a group commit, so the slower the store's
-/// commits, the more deliveries it takes to keep the cores busy. Swept back
+/// slot until its attempt is logged (its ack is recorded outside the slot);
+/// against a shared store that waits for a group commit, so the slower the
+/// store's commits, the more deliveries it takes to keep the cores busy. Swept back
 /// to back on 2026-12-02 (deliveries/s, two rounds each): PostgreSQL 256:
 /// 7,600-8,200, 512: 9,100-9,900, 768: 10,500-10,600, 1,024:
 /// 10,200-11,500; Redis 256: 12,500-14,400, 512: 14,000-15,100, 768:
 /// 14,500-15,500; memory 256: 37,600-39,800, 768: 27,500-29,600 (more tasks
 /// than it needs only cost it).
+///
+/// `DELIVERY_CONCURRENCY` overrides it, for sweeps.
 fn concurrency(backend: &str) -> usize {
+    if let Some(sweep) = std::env::var("DELIVERY_CONCURRENCY")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        return sweep;
+    }
     match backend {
         "postgres" => 1024,
         "redis" => 768,
