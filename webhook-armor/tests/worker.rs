@@ -655,3 +655,43 @@ async fn handlers_do_not_wait_for_their_acks_and_pending_acks_are_bounded() {
     let _ = stop.send(());
     worker.await.unwrap();
 }
+
+/// A job whose ack is stuck at the store when shutdown's grace runs out is
+/// handed back like a job whose handler is stuck: nothing is left leased.
+#[tokio::test(start_paused = true)]
+async fn shutdown_hands_back_jobs_whose_acks_never_landed() {
+    let queue = Arc::new(InstrumentedQueue {
+        ack_gate: Some(Arc::new(tokio::sync::Semaphore::new(0))),
+        ..InstrumentedQueue::default()
+    });
+    for i in 0..3 {
+        queue
+            .enqueue(NewJob::new(format!("evt_{i}"), &b"{}"[..]))
+            .await
+            .unwrap();
+    }
+    let handler = tower::service_fn(|_job: Job| async { Ok::<(), HandlerError>(()) });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::new(queue.clone(), handler)
+            .concurrency(4)
+            .shutdown_grace(Duration::from_secs(1))
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        queue.stats().await.unwrap().leased,
+        3,
+        "all three acks stuck"
+    );
+    let _ = stop.send(());
+    worker.await.unwrap();
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(
+        (stats.leased, stats.ready),
+        (0, 3),
+        "handed back, not left to expire"
+    );
+}
