@@ -15,6 +15,10 @@ const PRUNE_BATCH: i64 = 5000;
 
 pub(crate) fn spawn(pool: PgPool, config: PostgresConfig, alive: Weak<()>) {
     tokio::spawn(async move {
+        let retention = Retention {
+            completed_ms: millis(config.completed_retention),
+            attempts_ms: millis(config.attempt_retention),
+        };
         let mut interval = tokio::time::interval(config.maintenance_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -22,10 +26,6 @@ pub(crate) fn spawn(pool: PgPool, config: PostgresConfig, alive: Weak<()>) {
             if alive.upgrade().is_none() {
                 return;
             }
-            let retention = Retention {
-                completed_ms: millis(config.completed_retention),
-                attempts_ms: millis(config.attempt_retention),
-            };
             if let Err(error) = prune(&pool, retention).await {
                 tracing::warn!(%error, "pruning finished work failed; will retry");
             }

@@ -549,6 +549,25 @@ impl Queue for InstrumentedQueue {
     }
 }
 
+impl InstrumentedQueue {
+    /// A queue holding `jobs` jobs (`evt_0` ..) whose acks wait at the
+    /// returned gate until the test adds permits.
+    async fn with_held_acks(jobs: usize) -> (Arc<Self>, Arc<tokio::sync::Semaphore>) {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let queue = Arc::new(Self {
+            ack_gate: Some(gate.clone()),
+            ..Self::default()
+        });
+        for i in 0..jobs {
+            queue
+                .enqueue(NewJob::new(format!("evt_{i}"), &b"{}"[..]))
+                .await
+                .unwrap();
+        }
+        (queue, gate)
+    }
+}
+
 /// Jobs that finish one at a time are not leased one at a time: the worker
 /// lets a few more slots free up, so a lease call (a database round trip in
 /// a real backend) takes many jobs. On the real clock: the paused clock's
@@ -606,17 +625,7 @@ async fn jobs_finishing_one_by_one_are_leased_in_batches() {
 /// too (by the concurrency), so leases out stay at most twice it.
 #[tokio::test(start_paused = true)]
 async fn handlers_do_not_wait_for_their_acks_and_pending_acks_are_bounded() {
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let queue = Arc::new(InstrumentedQueue {
-        ack_gate: Some(gate.clone()),
-        ..InstrumentedQueue::default()
-    });
-    for i in 0..5 {
-        queue
-            .enqueue(NewJob::new(format!("evt_{i}"), &b"{}"[..]))
-            .await
-            .unwrap();
-    }
+    let (queue, gate) = InstrumentedQueue::with_held_acks(5).await;
     let calls = Arc::new(AtomicU32::new(0));
     let handler = {
         let calls = calls.clone();
@@ -660,16 +669,8 @@ async fn handlers_do_not_wait_for_their_acks_and_pending_acks_are_bounded() {
 /// handed back like a job whose handler is stuck: nothing is left leased.
 #[tokio::test(start_paused = true)]
 async fn shutdown_hands_back_jobs_whose_acks_never_landed() {
-    let queue = Arc::new(InstrumentedQueue {
-        ack_gate: Some(Arc::new(tokio::sync::Semaphore::new(0))),
-        ..InstrumentedQueue::default()
-    });
-    for i in 0..3 {
-        queue
-            .enqueue(NewJob::new(format!("evt_{i}"), &b"{}"[..]))
-            .await
-            .unwrap();
-    }
+    // The gate never opens.
+    let (queue, _gate) = InstrumentedQueue::with_held_acks(3).await;
     let handler = tower::service_fn(|_job: Job| async { Ok::<(), HandlerError>(()) });
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(
